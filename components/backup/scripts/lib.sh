@@ -11,7 +11,7 @@ export PGCONNECT_TIMEOUT="${PGCONNECT_TIMEOUT:-15}"
 # -X: ignore any ~/.psqlrc; -w: never prompt; -At: bare values we can parse.
 PSQL=(psql -X -w -q -At -v ON_ERROR_STOP=1)
 
-SCRIPT_NAME="${SCRIPT_NAME:-$(basename "$0" .sh)}"
+SCRIPT_NAME=$(basename "$0" .sh)
 FAIL_REASON=""   # set by die(); printed on the final FAILED line
 OK_MESSAGE=""    # set by the script just before a successful exit
 ERR_AT=""        # last failing command seen by the ERR trap (fallback reason)
@@ -91,6 +91,6 @@ WHERE c.relkind IN ('r', 'p')
 \gset
 SELECT json_build_object(
   'tables', (SELECT coalesce(json_object_agg(t, n ORDER BY t), '{}') FROM (:count_query) s),
-  'large_objects', (SELECT count(*) FROM pg_largeobject_metadata));
+  'large_objects', (SELECT count(*) FROM pg_largeobject_metadata)) AS contents;
 SQL
 )
