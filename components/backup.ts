@@ -1,0 +1,330 @@
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import * as fs from "fs";
+import * as path from "path";
+import { IrsaRole } from "./irsaRole";
+import { SecureBucket } from "./secureBucket";
+
+export interface BackupArgs {
+    /** The database's namespace: the jobs run beside it and read its Secrets. */
+    namespace: pulumi.Input<string>;
+    /** Where pg_dump connects: the primary's DNS name and port. */
+    postgresHost: pulumi.Input<string>;
+    postgresPort: pulumi.Input<number>;
+    /** Same image as the server, so pg_dump and pg_restore match its major version. */
+    postgresImage: string;
+    postgresMajorVersion: number;
+    /** Secret (username, password) of the read-only backup role. */
+    backupSecretName: pulumi.Input<string>;
+    /** Secret (username, password) of the superuser, for restores. */
+    superuserSecretName: pulumi.Input<string>;
+    /** StorageClass for the restore jobs' scratch volumes. */
+    storageClassName: pulumi.Input<string>;
+    oidcProviderArn: pulumi.Input<string>;
+    oidcIssuer: pulumi.Input<string>;
+    region: string;
+    schedule: string;
+    timeZone: string;
+    retentionDays: number;
+    databases: string[];
+    encryption: "aws:kms" | "AES256";
+    /** Governance-mode Object Lock days; undefined leaves it off. */
+    objectLockDays?: number;
+    verifySchedule: string;
+    verifySuspended: boolean;
+    /** Scratch space for a restore: the downloaded dump plus the restored database in verify. */
+    scratchSize: string;
+    awsCliImageTag: string;
+    protectData: boolean;
+}
+
+/** Key prefix of everything the scripts write; the IAM policies are scoped to it. */
+export const BACKUP_PREFIX = "postgres";
+export const BACKUP_SERVICE_ACCOUNT = "postgres-backup";
+export const RESTORE_SERVICE_ACCOUNT = "postgres-restore";
+/** Pods that connect to PostgreSQL: the database's NetworkPolicy admits these labels. */
+export const BACKUP_POD_LABELS = { "app.kubernetes.io/name": "postgres-backup", "app.kubernetes.io/component": "backup" };
+export const RESTORE_POD_LABELS = { "app.kubernetes.io/name": "postgres-backup", "app.kubernetes.io/component": "restore" };
+const VERIFY_POD_LABELS = { "app.kubernetes.io/name": "postgres-backup", "app.kubernetes.io/component": "verify" };
+
+const SCRIPTS_DIR = path.join(__dirname, "backup", "scripts");
+const SCRIPTS_MOUNT = "/opt/backup";
+// The aws-cli image's installation, copied by an init container into a volume mounted at the same
+// path, so its absolute symlinks resolve: the AWS CLI runs in the postgres image, nothing installed.
+const AWS_CLI_DIR = "/usr/local/aws-cli";
+
+/** Every script the pods run, read from the repo: the same files the tests execute. */
+export function backupScripts(): Record<string, string> {
+    const files = fs.readdirSync(SCRIPTS_DIR).filter((f) => f.endsWith(".sh")).sort();
+    return Object.fromEntries(files.map((f) => [f, fs.readFileSync(path.join(SCRIPTS_DIR, f), "utf8")]));
+}
+
+/** The backup role's policy: write dumps, read them back for the publishing copy, clean staging. */
+export function backupPolicy(bucketArn: string, kmsKeyArn?: string): string {
+    const statements: object[] = [
+        { Sid: "ListBackupPrefix", Effect: "Allow", Action: ["s3:ListBucket"], Resource: [bucketArn], Condition: { StringLike: { "s3:prefix": [`${BACKUP_PREFIX}/*`] } } },
+        { Sid: "WriteBackups", Effect: "Allow", Action: ["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"], Resource: [`${bucketArn}/${BACKUP_PREFIX}/*`] },
+        // Only unpublished uploads may be deleted; published backups are kept by versioning and lifecycle.
+        { Sid: "CleanStaging", Effect: "Allow", Action: ["s3:DeleteObject"], Resource: [`${bucketArn}/${BACKUP_PREFIX}/.staging/*`] },
+    ];
+    if (kmsKeyArn) statements.push({ Sid: "UseBucketKey", Effect: "Allow", Action: ["kms:GenerateDataKey", "kms:Decrypt"], Resource: [kmsKeyArn] });
+    return JSON.stringify({ Version: "2012-10-17", Statement: statements });
+}
+
+/** The restore role's policy: read-only. */
+export function restorePolicy(bucketArn: string, kmsKeyArn?: string): string {
+    const statements: object[] = [
+        { Sid: "ListBackupPrefix", Effect: "Allow", Action: ["s3:ListBucket"], Resource: [bucketArn], Condition: { StringLike: { "s3:prefix": [`${BACKUP_PREFIX}/*`] } } },
+        { Sid: "ReadBackups", Effect: "Allow", Action: ["s3:GetObject"], Resource: [`${bucketArn}/${BACKUP_PREFIX}/*`] },
+    ];
+    if (kmsKeyArn) statements.push({ Sid: "UseBucketKey", Effect: "Allow", Action: ["kms:Decrypt"], Resource: [kmsKeyArn] });
+    return JSON.stringify({ Version: "2012-10-17", Statement: statements });
+}
+
+/**
+ * Nightly pg_dump of PostgreSQL streamed to a hardened S3 bucket, a suspended restore job for
+ * humans to run, and a scheduled job that proves the latest backup restores.
+ */
+export class Backup extends pulumi.ComponentResource {
+    public readonly bucketName: pulumi.Output<string>;
+    public readonly backupRoleArn: pulumi.Output<string>;
+    public readonly restoreRoleArn: pulumi.Output<string>;
+    public readonly backupCronJobName: pulumi.Output<string>;
+    public readonly restoreCronJobName: pulumi.Output<string>;
+    public readonly verifyCronJobName: pulumi.Output<string>;
+
+    constructor(name: string, args: BackupArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("platform:index:Backup", name, {}, opts);
+
+        const bucket = new SecureBucket(`${name}-store`, {
+            purpose: "PostgreSQL backups",
+            encryption: args.encryption,
+            expirations: [
+                { id: "expire-backups", prefix: `${BACKUP_PREFIX}/runs/`, days: args.retentionDays },
+                // Uploads that never got published (a failed run) are garbage after a day.
+                { id: "expire-staging", prefix: `${BACKUP_PREFIX}/.staging/`, days: 1 },
+            ],
+            noncurrentVersionDays: args.retentionDays,
+            objectLockDays: args.objectLockDays,
+            protectData: args.protectData,
+        }, { parent: this });
+
+        const keyArn = bucket.kmsKeyArn ?? pulumi.output(undefined);
+        const role = (suffix: string, serviceAccountName: string, policy: (b: string, k?: string) => string) =>
+            new IrsaRole(`${name}-${suffix}`, {
+                oidcProviderArn: args.oidcProviderArn,
+                oidcIssuer: args.oidcIssuer,
+                namespace: args.namespace,
+                serviceAccountName,
+                policy: pulumi.all([bucket.bucketArn, keyArn]).apply(([b, k]) => policy(b, k)),
+            }, { parent: this });
+        const backupRole = role("backup", BACKUP_SERVICE_ACCOUNT, backupPolicy);
+        const restoreRole = role("restore", RESTORE_SERVICE_ACCOUNT, restorePolicy);
+
+        const serviceAccount = (saName: string, roleArn: pulumi.Output<string>) => new k8s.core.v1.ServiceAccount(`${name}-${saName}`, {
+            metadata: {
+                // Fixed: the IAM role's trust policy names exactly this ServiceAccount.
+                name: saName,
+                namespace: args.namespace,
+                annotations: { "eks.amazonaws.com/role-arn": roleArn },
+            },
+            automountServiceAccountToken: false,
+        }, { parent: this });
+        const backupSa = serviceAccount(BACKUP_SERVICE_ACCOUNT, backupRole.roleArn);
+        const restoreSa = serviceAccount(RESTORE_SERVICE_ACCOUNT, restoreRole.roleArn);
+
+        const scripts = new k8s.core.v1.ConfigMap(`${name}-scripts`, {
+            metadata: { namespace: args.namespace },
+            data: backupScripts(),
+        }, { parent: this });
+
+        const secretEnv = (envName: string, secretName: pulumi.Input<string>, key: string) => ({
+            name: envName,
+            valueFrom: { secretKeyRef: { name: secretName, key } },
+        });
+        const commonEnv = [
+            { name: "BACKUP_BUCKET", value: bucket.bucketName },
+            { name: "BACKUP_PREFIX", value: BACKUP_PREFIX },
+            { name: "AWS_REGION", value: args.region },
+            { name: "AWS_PAGER", value: "" },
+            // The root filesystem is read-only; the AWS CLI and psql keep their state under HOME.
+            { name: "HOME", value: "/tmp" },
+            { name: "PATH", value: `${AWS_CLI_DIR}/v2/current/bin:/usr/lib/postgresql/${args.postgresMajorVersion}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin` },
+        ];
+        const serverEnv = [
+            { name: "PGHOST", value: args.postgresHost },
+            { name: "PGPORT", value: pulumi.output(args.postgresPort).apply(String) },
+            { name: "PGCONNECT_TIMEOUT", value: "30" },
+        ];
+
+        const restricted = { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } };
+        const podSecurity = {
+            runAsUser: 999,
+            runAsGroup: 999,
+            fsGroup: 999,
+            runAsNonRoot: true,
+            seccompProfile: { type: "RuntimeDefault" },
+        };
+        const awsCliInit = {
+            name: "aws-cli",
+            image: `public.ecr.aws/aws-cli/aws-cli:${args.awsCliImageTag}`,
+            command: ["/bin/sh", "-c", `cp -a ${AWS_CLI_DIR}/. /aws-cli/`],
+            resources: { requests: { cpu: "50m", memory: "64Mi" }, limits: { memory: "256Mi" } },
+            securityContext: restricted,
+            volumeMounts: [{ name: "aws-cli", mountPath: "/aws-cli" }],
+        };
+        const scratchVolume = (size: string) => ({
+            name: "scratch",
+            ephemeral: {
+                volumeClaimTemplate: {
+                    spec: {
+                        accessModes: ["ReadWriteOnce"],
+                        storageClassName: args.storageClassName,
+                        resources: { requests: { storage: size } },
+                    },
+                },
+            },
+        });
+
+        interface JobSpec {
+            cronName: string;
+            labels: Record<string, string>;
+            schedule: string;
+            suspend: boolean;
+            serviceAccountName: pulumi.Output<string>;
+            script: string;
+            env: k8s.types.input.core.v1.EnvVar[];
+            scratch: boolean;
+            memory: string;
+            activeDeadlineSeconds: number;
+        }
+        const cronJob = (spec: JobSpec) => new k8s.batch.v1.CronJob(`${name}-${spec.cronName}`, {
+            // Fixed: users run `kubectl create job --from=cronjob/<name>` from the runbook.
+            metadata: { name: spec.cronName, namespace: args.namespace, labels: spec.labels },
+            spec: {
+                schedule: spec.schedule,
+                timeZone: args.timeZone,
+                suspend: spec.suspend,
+                // Two dumps at once double the load and race for `latest`.
+                concurrencyPolicy: "Forbid",
+                startingDeadlineSeconds: 3600,
+                successfulJobsHistoryLimit: 3,
+                failedJobsHistoryLimit: 5,
+                jobTemplate: {
+                    metadata: { labels: spec.labels },
+                    spec: {
+                        backoffLimit: 1,
+                        activeDeadlineSeconds: spec.activeDeadlineSeconds,
+                        ttlSecondsAfterFinished: 7 * 24 * 3600,
+                        template: {
+                            metadata: { labels: spec.labels },
+                            spec: {
+                                serviceAccountName: spec.serviceAccountName,
+                                restartPolicy: "Never",
+                                securityContext: podSecurity,
+                                initContainers: [awsCliInit],
+                                containers: [{
+                                    name: spec.cronName,
+                                    image: args.postgresImage,
+                                    command: [`${SCRIPTS_MOUNT}/${spec.script}`],
+                                    env: [...commonEnv, ...spec.env],
+                                    resources: { requests: { cpu: "250m", memory: spec.memory }, limits: { memory: spec.memory } },
+                                    securityContext: restricted,
+                                    volumeMounts: [
+                                        { name: "scripts", mountPath: SCRIPTS_MOUNT, readOnly: true },
+                                        { name: "aws-cli", mountPath: AWS_CLI_DIR, readOnly: true },
+                                        { name: "tmp", mountPath: "/tmp" },
+                                        ...(spec.scratch ? [{ name: "scratch", mountPath: "/scratch" }] : []),
+                                    ],
+                                }],
+                                volumes: [
+                                    { name: "scripts", configMap: { name: scripts.metadata.name, defaultMode: 0o555 } },
+                                    { name: "aws-cli", emptyDir: { sizeLimit: "512Mi" } },
+                                    { name: "tmp", emptyDir: { sizeLimit: "1Gi" } },
+                                    ...(spec.scratch ? [scratchVolume(args.scratchSize)] : []),
+                                ],
+                            },
+                        },
+                    },
+                },
+            },
+        }, { parent: this, dependsOn: [scripts] });
+
+        const sse = [
+            { name: "BACKUP_SSE", value: args.encryption },
+            ...(bucket.kmsKeyArn ? [{ name: "BACKUP_KMS_KEY_ID", value: bucket.kmsKeyArn }] : []),
+        ];
+        const backupJob = cronJob({
+            cronName: "postgres-backup",
+            labels: BACKUP_POD_LABELS,
+            schedule: args.schedule,
+            suspend: false,
+            serviceAccountName: backupSa.metadata.name,
+            script: "backup.sh",
+            env: [
+                ...serverEnv,
+                secretEnv("PGUSER", args.backupSecretName, "username"),
+                secretEnv("PGPASSWORD", args.backupSecretName, "password"),
+                { name: "BACKUP_DATABASES", value: args.databases.join(" ") },
+                ...sse,
+            ],
+            scratch: false,
+            memory: "256Mi",
+            activeDeadlineSeconds: 6 * 3600,
+        });
+
+        // Suspended: it never runs on its own. The schedule is required by the API and never used.
+        const restoreJob = cronJob({
+            cronName: "postgres-restore",
+            labels: RESTORE_POD_LABELS,
+            schedule: "0 0 1 1 *",
+            suspend: true,
+            serviceAccountName: restoreSa.metadata.name,
+            script: "restore.sh",
+            env: [
+                ...serverEnv,
+                secretEnv("PGUSER", args.superuserSecretName, "username"),
+                secretEnv("PGPASSWORD", args.superuserSecretName, "password"),
+                { name: "RESTORE_RUN_ID", value: "latest" },
+                { name: "RESTORE_DATABASE", value: "mlflow" },
+                { name: "RESTORE_TARGET_DATABASE", value: "mlflow" },
+                { name: "RESTORE_SCRATCH_DIR", value: "/scratch" },
+            ],
+            scratch: true,
+            memory: "512Mi",
+            activeDeadlineSeconds: 12 * 3600,
+        });
+
+        const verifyJob = cronJob({
+            cronName: "postgres-restore-verify",
+            labels: VERIFY_POD_LABELS,
+            schedule: args.verifySchedule,
+            suspend: args.verifySuspended,
+            serviceAccountName: restoreSa.metadata.name,
+            script: "verify.sh",
+            env: [
+                { name: "RESTORE_RUN_ID", value: "latest" },
+                { name: "RESTORE_DATABASE", value: "mlflow" },
+                { name: "RESTORE_SCRATCH_DIR", value: "/scratch" },
+            ],
+            scratch: true,
+            memory: "1Gi",
+            activeDeadlineSeconds: 12 * 3600,
+        });
+
+        this.bucketName = bucket.bucketName;
+        this.backupRoleArn = backupRole.roleArn;
+        this.restoreRoleArn = restoreRole.roleArn;
+        this.backupCronJobName = backupJob.metadata.name;
+        this.restoreCronJobName = restoreJob.metadata.name;
+        this.verifyCronJobName = verifyJob.metadata.name;
+        this.registerOutputs({
+            bucketName: this.bucketName,
+            backupRoleArn: this.backupRoleArn,
+            restoreRoleArn: this.restoreRoleArn,
+            backupCronJobName: this.backupCronJobName,
+            restoreCronJobName: this.restoreCronJobName,
+            verifyCronJobName: this.verifyCronJobName,
+        });
+    }
+}

@@ -1,0 +1,281 @@
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
+import { ResourceSpec } from "../config";
+import { IrsaRole } from "./irsaRole";
+import { SecureBucket } from "./secureBucket";
+
+export const MLFLOW_CHART = {
+    chart: "mlflow",
+    version: "1.11.5",
+    repo: "https://community-charts.github.io/helm-charts",
+    appVersion: "3.15.1",
+} as const;
+/** Fixed: the Service name, pod labels and DNS name all derive from it. */
+export const MLFLOW_RELEASE_NAME = "mlflow";
+/** Fixed: the artifact role's trust policy names exactly this ServiceAccount. */
+export const MLFLOW_SERVICE_ACCOUNT = "mlflow";
+/** The chart's selector labels (release name "mlflow" = chart name, so fullname is "mlflow"). */
+export const MLFLOW_POD_LABELS = { "app.kubernetes.io/name": "mlflow", "app.kubernetes.io/instance": MLFLOW_RELEASE_NAME };
+const ARTIFACT_PREFIX = "artifacts";
+const SERVICE_PORT = 80;
+
+/**
+ * The subset of the chart's values (values.schema.json of chart 1.11.5) this program sets. The
+ * schema forbids unknown keys, so every key here must exist there; tests hold the rendered values
+ * to this shape and to the schema.
+ */
+export interface MlflowChartValues {
+    replicaCount: number;
+    image: { repository: string; tag: string };
+    podSecurityContext: { seccompProfile: { type: string } };
+    serviceAccount: { create: boolean; name: string; annotations: Record<string, string> };
+    service: { type: "ClusterIP" | "LoadBalancer"; annotations: Record<string, string> };
+    backendStore: {
+        databaseMigration: boolean;
+        databaseConnectionCheck: boolean;
+        postgres: { enabled: boolean; host: string; port: number; database: string; driver: string };
+        existingDatabaseSecret: { name: string; usernameKey: string; passwordKey: string };
+    };
+    postgresql: { enabled: boolean };
+    artifactRoot: {
+        proxiedArtifactStorage: boolean;
+        s3: { enabled: boolean; bucket: string; path: string };
+    };
+    auth: {
+        enabled: boolean;
+        existingAdminSecret?: { name: string; usernameKey: string; passwordKey: string };
+        defaultPermission?: "READ" | "EDIT" | "MANAGE" | "NO_PERMISSIONS";
+        postgres?: {
+            enabled: boolean; host: string; port: number; database: string; driver: string;
+            existingSecret: { name: string; usernameKey: string; passwordKey: string };
+        };
+    };
+    extraEnvVars: Record<string, string>;
+    extraSecretNamesForEnvFrom: string[];
+    serverAllowedHosts: string[];
+    resources: { requests: Record<string, string>; limits: Record<string, string> };
+    ingress: {
+        enabled: boolean;
+        className?: string;
+        hosts?: { host: string; paths: { path: string; pathType: string }[] }[];
+    };
+    telemetry: { enabled: boolean };
+}
+
+export interface MlflowArgs {
+    /** Namespace created for MLflow; part of its DNS name, so fixed. */
+    namespace: string;
+    replicas: number;
+    resources: ResourceSpec;
+    exposure: "none" | "loadBalancer" | "ingress";
+    ingressClassName?: string;
+    ingressHost?: string;
+    loadBalancerSourceRanges: string[];
+    /** The PostgreSQL component's outputs, wired through, never retyped. */
+    databaseHost: pulumi.Input<string>;
+    databasePort: pulumi.Input<number>;
+    databaseName: pulumi.Input<string>;
+    /** Database for MLflow's user store when authentication is on (several replicas share it). */
+    authDatabaseName: pulumi.Input<string>;
+    databaseUsername: pulumi.Input<string>;
+    databasePassword: pulumi.Input<string>;
+    /** MLflow waits for this (the StatefulSet): the migration init container needs the database. */
+    databaseReady: pulumi.Resource;
+    artifactEncryption: "aws:kms" | "AES256";
+    oidcProviderArn: pulumi.Input<string>;
+    oidcIssuer: pulumi.Input<string>;
+    region: string;
+    protectData: boolean;
+}
+
+/** The artifact role's policy: read and write artifacts under their prefix, nothing else. */
+export function artifactPolicy(bucketArn: string, kmsKeyArn?: string): string {
+    const statements: object[] = [
+        { Sid: "ListArtifacts", Effect: "Allow", Action: ["s3:ListBucket"], Resource: [bucketArn], Condition: { StringLike: { "s3:prefix": [`${ARTIFACT_PREFIX}/*`, ARTIFACT_PREFIX] } } },
+        { Sid: "ReadWriteArtifacts", Effect: "Allow", Action: ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"], Resource: [`${bucketArn}/${ARTIFACT_PREFIX}/*`] },
+    ];
+    if (kmsKeyArn) statements.push({ Sid: "UseBucketKey", Effect: "Allow", Action: ["kms:GenerateDataKey", "kms:Decrypt"], Resource: [kmsKeyArn] });
+    return JSON.stringify({ Version: "2012-10-17", Statement: statements });
+}
+
+/**
+ * The MLflow tracking server from the community chart, as a real Helm release: runs and the model
+ * registry in PostgreSQL, artifacts in S3 behind the server (clients need no AWS credentials).
+ */
+export class Mlflow extends pulumi.ComponentResource {
+    public readonly namespace: pulumi.Output<string>;
+    public readonly inClusterUrl: pulumi.Output<string>;
+    public readonly portForwardCommand: pulumi.Output<string>;
+    public readonly artifactBucketName: pulumi.Output<string>;
+    public readonly artifactRoleArn: pulumi.Output<string>;
+    /** Secret with the admin login when authentication is on. */
+    public readonly adminSecretName?: pulumi.Output<string>;
+    public readonly values: pulumi.Output<MlflowChartValues>;
+
+    constructor(name: string, args: MlflowArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("platform:index:Mlflow", name, {}, opts);
+
+        const ns = new k8s.core.v1.Namespace(`${name}-ns`, {
+            metadata: {
+                name: args.namespace,
+                // The chart's init containers set no seccomp profile, so "restricted" would reject them.
+                labels: {
+                    "pod-security.kubernetes.io/enforce": "baseline",
+                    "pod-security.kubernetes.io/warn": "restricted",
+                },
+            },
+        }, { parent: this });
+        const namespace = ns.metadata.name;
+
+        const bucket = new SecureBucket(`${name}-artifacts`, {
+            purpose: "MLflow artifacts",
+            encryption: args.artifactEncryption,
+            expirations: [],
+            noncurrentVersionDays: 30,
+            protectData: args.protectData,
+        }, { parent: this });
+        const role = new IrsaRole(`${name}-artifacts`, {
+            oidcProviderArn: args.oidcProviderArn,
+            oidcIssuer: args.oidcIssuer,
+            namespace: args.namespace,
+            serviceAccountName: MLFLOW_SERVICE_ACCOUNT,
+            policy: pulumi.all([bucket.bucketArn, bucket.kmsKeyArn ?? pulumi.output(undefined)]).apply(([b, k]) => artifactPolicy(b, k)),
+        }, { parent: this });
+
+        const dbSecret = new k8s.core.v1.Secret(`${name}-db`, {
+            metadata: { namespace },
+            type: "Opaque",
+            stringData: { username: args.databaseUsername, password: args.databasePassword },
+        }, { parent: this });
+
+        // Sessions and CSRF tokens must verify on every replica: one key for all, from a Secret,
+        // because the chart's flaskServerSecretKey value would put it in plaintext Helm values.
+        const flaskKey = new random.RandomPassword(`${name}-flask-key`, { length: 48, special: false }, { parent: this });
+        const flaskSecret = new k8s.core.v1.Secret(`${name}-flask`, {
+            metadata: { namespace },
+            type: "Opaque",
+            stringData: { MLFLOW_FLASK_SERVER_SECRET_KEY: flaskKey.result },
+        }, { parent: this });
+
+        const authEnabled = args.exposure !== "none";
+        let adminSecret: k8s.core.v1.Secret | undefined;
+        if (authEnabled) {
+            const adminPassword = new random.RandomPassword(`${name}-admin-password`, { length: 32, special: false }, { parent: this });
+            adminSecret = new k8s.core.v1.Secret(`${name}-admin`, {
+                metadata: { namespace },
+                type: "Opaque",
+                stringData: { username: "admin", password: adminPassword.result },
+            }, { parent: this });
+        }
+
+        const serviceHost = `${MLFLOW_RELEASE_NAME}.${args.namespace}.svc.cluster.local`;
+        // MLflow 3 rejects Host headers it does not know (DNS-rebinding protection). Setting the list
+        // replaces its defaults, so localhost (kubectl port-forward) and pod IPs (probes) stay listed.
+        const allowedHosts = [
+            "localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*",
+            "10.*", "172.*", "192.168.*",
+            MLFLOW_RELEASE_NAME, `${MLFLOW_RELEASE_NAME}.${args.namespace}`, `${MLFLOW_RELEASE_NAME}.${args.namespace}.svc`,
+            serviceHost, `${serviceHost}:*`,
+            ...(args.exposure === "ingress" && args.ingressHost ? [args.ingressHost] : []),
+            ...(args.exposure === "loadBalancer" ? ["*.elb.amazonaws.com", `*.elb.${args.region}.amazonaws.com`] : []),
+        ];
+
+        const strings = pulumi.all({
+            host: args.databaseHost, database: args.databaseName, authDatabase: args.authDatabaseName,
+            dbSecretName: dbSecret.metadata.name, flaskSecretName: flaskSecret.metadata.name,
+            adminSecretName: adminSecret ? adminSecret.metadata.name : pulumi.output(""),
+            bucketName: bucket.bucketName, roleArn: role.roleArn,
+        });
+        const values = pulumi.all([strings, args.databasePort]).apply(([{ host, database, authDatabase, dbSecretName, flaskSecretName, adminSecretName, bucketName, roleArn }, port]): MlflowChartValues => ({
+            replicaCount: args.replicas,
+            image: { repository: "burakince/mlflow", tag: MLFLOW_CHART.appVersion },
+            podSecurityContext: { seccompProfile: { type: "RuntimeDefault" } },
+            serviceAccount: { create: true, name: MLFLOW_SERVICE_ACCOUNT, annotations: { "eks.amazonaws.com/role-arn": roleArn } },
+            service: {
+                type: args.exposure === "loadBalancer" ? "LoadBalancer" : "ClusterIP",
+                annotations: args.exposure === "loadBalancer"
+                    ? {
+                        "service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
+                        "service.beta.kubernetes.io/aws-load-balancer-scheme": "internet-facing",
+                        "service.beta.kubernetes.io/load-balancer-source-ranges": args.loadBalancerSourceRanges.join(","),
+                    }
+                    : {},
+            },
+            backendStore: {
+                databaseMigration: true,
+                databaseConnectionCheck: true,
+                postgres: { enabled: true, host, port, database, driver: "psycopg2" },
+                existingDatabaseSecret: { name: dbSecretName, usernameKey: "username", passwordKey: "password" },
+            },
+            postgresql: { enabled: false },
+            artifactRoot: {
+                proxiedArtifactStorage: true,
+                s3: { enabled: true, bucket: bucketName, path: ARTIFACT_PREFIX },
+            },
+            auth: authEnabled && adminSecretName
+                ? {
+                    enabled: true,
+                    existingAdminSecret: { name: adminSecretName, usernameKey: "username", passwordKey: "password" },
+                    defaultPermission: "READ",
+                    // The default SQLite user store would be per pod; replicas must share one.
+                    postgres: {
+                        enabled: true, host, port, database: authDatabase, driver: "psycopg2",
+                        existingSecret: { name: dbSecretName, usernameKey: "username", passwordKey: "password" },
+                    },
+                }
+                : { enabled: false },
+            extraEnvVars: { AWS_DEFAULT_REGION: args.region },
+            extraSecretNamesForEnvFrom: [flaskSecretName],
+            serverAllowedHosts: allowedHosts,
+            resources: {
+                requests: { cpu: args.resources.cpuRequest, memory: args.resources.memoryRequest },
+                limits: { memory: args.resources.memoryLimit, ...(args.resources.cpuLimit ? { cpu: args.resources.cpuLimit } : {}) },
+            },
+            ingress: args.exposure === "ingress" && args.ingressHost
+                ? {
+                    enabled: true,
+                    className: args.ingressClassName,
+                    hosts: [{ host: args.ingressHost, paths: [{ path: "/", pathType: "Prefix" }] }],
+                }
+                : { enabled: false },
+            telemetry: { enabled: false },
+        }));
+
+        const release = new k8s.helm.v3.Release(`${name}-release`, {
+            name: MLFLOW_RELEASE_NAME,
+            namespace,
+            chart: MLFLOW_CHART.chart,
+            version: MLFLOW_CHART.version,
+            repositoryOpts: { repo: MLFLOW_CHART.repo },
+            values,
+            // A failed install or upgrade rolls back instead of leaving a half-updated release.
+            atomic: true,
+            cleanupOnFail: true,
+            timeout: 900,
+            waitForJobs: true,
+        }, { parent: this, dependsOn: [args.databaseReady, dbSecret, flaskSecret, ...(adminSecret ? [adminSecret] : [])] });
+
+        if (args.replicas >= 2) {
+            new k8s.policy.v1.PodDisruptionBudget(`${name}-pdb`, {
+                metadata: { namespace },
+                spec: { minAvailable: 1, selector: { matchLabels: MLFLOW_POD_LABELS } },
+            }, { parent: this, dependsOn: [release] });
+        }
+
+        this.namespace = namespace;
+        this.inClusterUrl = pulumi.output(`http://${serviceHost}`);
+        this.portForwardCommand = pulumi.interpolate`kubectl -n ${namespace} port-forward svc/${MLFLOW_RELEASE_NAME} 5000:${SERVICE_PORT}`;
+        this.artifactBucketName = bucket.bucketName;
+        this.artifactRoleArn = role.roleArn;
+        this.adminSecretName = adminSecret?.metadata.name;
+        this.values = values;
+        this.registerOutputs({
+            namespace: this.namespace,
+            inClusterUrl: this.inClusterUrl,
+            portForwardCommand: this.portForwardCommand,
+            artifactBucketName: this.artifactBucketName,
+            artifactRoleArn: this.artifactRoleArn,
+        });
+    }
+}

@@ -1,0 +1,324 @@
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
+import * as crypto from "crypto";
+import * as fs from "fs";
+import * as path from "path";
+import { quantityBytes, ResourceSpec } from "../config";
+
+/** Pods allowed to reach PostgreSQL: a namespace and the labels its pods carry. */
+export interface PostgresClient {
+    namespace: pulumi.Input<string>;
+    podLabels: Record<string, string>;
+}
+
+export interface PostgresArgs {
+    /** Namespace created for the database; part of its DNS name, so fixed. */
+    namespace: string;
+    /** Official postgres image tag, MAJOR.MINOR. */
+    imageTag: string;
+    storageClassName: pulumi.Input<string>;
+    storageSize: string;
+    resources: ResourceSpec;
+    maxConnections: number;
+    /** Who may connect to port 5432; everyone else is refused by a NetworkPolicy. */
+    clients: PostgresClient[];
+    /** Prod: refuse to delete what holds data or the passwords that open it. */
+    protectData: boolean;
+}
+
+export const POSTGRES_PORT = 5432;
+const STATEFULSET_NAME = "postgres";
+const HEADLESS_SERVICE_NAME = "postgres-headless";
+const CLIENT_SERVICE_NAME = "postgres";
+const DATA_MOUNT = "/var/lib/postgresql/data";
+export const MLFLOW_DATABASE = "mlflow";
+export const MLFLOW_DB_USER = "mlflow";
+/** MLflow's user store when authentication is on; owned by the mlflow role like its main database. */
+export const MLFLOW_AUTH_DATABASE = "mlflow_auth";
+export const BACKUP_DB_USER = "backup";
+const SUPERUSER = "postgres";
+
+const MiB = 1024 * 1024;
+
+/**
+ * postgresql.conf sized to the container's memory limit. Values follow the usual guidance for a
+ * dedicated server (shared_buffers a quarter of memory, the cache estimate most of the rest)
+ * scaled down to what the cgroup allows, so PostgreSQL is never OOM-killed by its own settings.
+ */
+export function postgresConf(memoryLimit: string, maxConnections: number): string {
+    const mem = quantityBytes(memoryLimit);
+    const mb = (bytes: number) => `${Math.max(1, Math.floor(bytes / MiB))}MB`;
+    const sharedBuffers = mem / 4;
+    // Each connection may use work_mem several times over (sorts, hashes): budget 3 per connection.
+    const workMem = Math.max(4 * MiB, (mem - sharedBuffers) / (maxConnections * 3));
+    const maintenanceWorkMem = Math.min(1024 * MiB, Math.max(64 * MiB, mem / 16));
+    const settings: [string, string][] = [
+        ["listen_addresses", "'*'"],
+        ["port", String(POSTGRES_PORT)],
+        ["max_connections", String(maxConnections)],
+        ["shared_buffers", mb(sharedBuffers)],
+        ["effective_cache_size", mb((mem * 3) / 4)],
+        ["work_mem", mb(workMem)],
+        ["maintenance_work_mem", mb(maintenanceWorkMem)],
+        // Huge pages on a shared node fail in surprising ways inside a cgroup.
+        ["huge_pages", "off"],
+        ["password_encryption", "'scram-sha-256'"],
+        ["wal_level", "replica"],
+        ["max_wal_size", "'2GB'"],
+        ["min_wal_size", "'256MB'"],
+        ["checkpoint_completion_target", "0.9"],
+        ["random_page_cost", "1.1"],
+        ["effective_io_concurrency", "200"],
+        ["log_destination", "'stderr'"],
+        ["log_min_duration_statement", "'1s'"],
+        ["log_checkpoints", "on"],
+        ["log_lock_waits", "on"],
+        ["log_temp_files", "0"],
+        ["log_timezone", "'UTC'"],
+        ["timezone", "'UTC'"],
+    ];
+    return settings.map(([k, v]) => `${k} = ${v}`).join("\n") + "\n";
+}
+
+/** Reads a file that ships with the program (scripts mounted into pods). */
+export function asset(...parts: string[]): string {
+    return fs.readFileSync(path.join(__dirname, ...parts), "utf8");
+}
+
+function sha256(text: string): string {
+    return crypto.createHash("sha256").update(text).digest("hex");
+}
+
+/**
+ * A single-primary PostgreSQL: a StatefulSet of one pod on its own EBS volume, reached through a
+ * headless Service at a stable DNS name. Credentials are generated here and live only in
+ * Kubernetes Secrets and (encrypted) Pulumi state.
+ */
+export class Postgres extends pulumi.ComponentResource {
+    public readonly namespace: pulumi.Output<string>;
+    /** DNS name of the primary pod: <statefulset>-0.<headless>.<namespace>.svc.cluster.local. */
+    public readonly primaryHost: pulumi.Output<string>;
+    /** DNS name of the ClusterIP Service for clients. */
+    public readonly serviceHost: pulumi.Output<string>;
+    public readonly port: pulumi.Output<number>;
+    public readonly databaseName: pulumi.Output<string>;
+    public readonly authDatabaseName: pulumi.Output<string>;
+    public readonly mlflowUsername: pulumi.Output<string>;
+    public readonly mlflowPassword: pulumi.Output<string>;
+    /** Secrets in the database namespace: keys username and password. */
+    public readonly superuserSecretName: pulumi.Output<string>;
+    public readonly backupSecretName: pulumi.Output<string>;
+    public readonly statefulSet: k8s.apps.v1.StatefulSet;
+    public readonly statefulSetName: pulumi.Output<string>;
+    /** The server's image: backup jobs use the same one so pg_dump matches the server. */
+    public readonly image: string;
+    public readonly podLabels: Record<string, string>;
+
+    constructor(name: string, args: PostgresArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("platform:index:Postgres", name, {}, opts);
+        const dataOpts = { parent: this, protect: args.protectData };
+
+        const ns = new k8s.core.v1.Namespace(`${name}-ns`, {
+            metadata: {
+                name: args.namespace,
+                // Every pod here (database, backups) runs under the restricted Pod Security Standard.
+                labels: { "pod-security.kubernetes.io/enforce": "restricted" },
+            },
+        }, dataOpts);
+        const namespace = ns.metadata.name;
+
+        // Letters and digits only: MLflow puts the password into a SQLAlchemy URL unescaped.
+        const password = (role: string) => new random.RandomPassword(`${name}-${role}-password`, { length: 32, special: false }, dataOpts).result;
+        const secret = (role: string, username: string, pw: pulumi.Output<string>) => new k8s.core.v1.Secret(`${name}-${role}`, {
+            metadata: { namespace, labels: { "app.kubernetes.io/name": "postgres", "app.kubernetes.io/instance": name } },
+            type: "Opaque",
+            stringData: { username, password: pw },
+        }, dataOpts);
+        this.mlflowPassword = password("mlflow");
+        const superuser = secret("superuser", SUPERUSER, password("superuser"));
+        const mlflowSecret = secret("mlflow", MLFLOW_DB_USER, this.mlflowPassword);
+        const backupSecret = secret("backup", BACKUP_DB_USER, password("backup"));
+
+        this.image = `public.ecr.aws/docker/library/postgres:${args.imageTag}`;
+        this.podLabels = {
+            "app.kubernetes.io/name": "postgres",
+            "app.kubernetes.io/instance": name,
+            "app.kubernetes.io/component": "database",
+        };
+
+        const conf = postgresConf(args.resources.memoryLimit, args.maxConnections);
+        const initScript = asset("postgres", "scripts", "init-db.sh");
+        const config = new k8s.core.v1.ConfigMap(`${name}-config`, {
+            metadata: { namespace },
+            data: { "postgresql.conf": conf },
+        }, { parent: this });
+        const init = new k8s.core.v1.ConfigMap(`${name}-initdb`, {
+            metadata: { namespace },
+            data: { "10-mlflow-and-backup-roles.sh": initScript },
+        }, { parent: this });
+
+        const headless = new k8s.core.v1.Service(`${name}-headless`, {
+            metadata: { name: HEADLESS_SERVICE_NAME, namespace, labels: this.podLabels },
+            spec: {
+                clusterIP: "None",
+                // DNS records exist while the pod is starting, so clients and backups resolve the name
+                // and fail on connect (retryable) rather than on lookup.
+                publishNotReadyAddresses: true,
+                selector: this.podLabels,
+                ports: [{ name: "postgres", port: POSTGRES_PORT, targetPort: "postgres" }],
+            },
+        }, { parent: this });
+        new k8s.core.v1.Service(`${name}-client`, {
+            metadata: { name: CLIENT_SERVICE_NAME, namespace, labels: this.podLabels },
+            spec: {
+                type: "ClusterIP",
+                selector: this.podLabels,
+                ports: [{ name: "postgres", port: POSTGRES_PORT, targetPort: "postgres" }],
+            },
+        }, { parent: this });
+
+        const envFromSecret = (envName: string, s: k8s.core.v1.Secret, key: string) => ({
+            name: envName,
+            valueFrom: { secretKeyRef: { name: s.metadata.name, key } },
+        });
+        const pgIsReady = ["/bin/sh", "-c", `exec pg_isready -U "$POSTGRES_USER" -d postgres -h 127.0.0.1 -p ${POSTGRES_PORT}`];
+
+        this.statefulSet = new k8s.apps.v1.StatefulSet(`${name}-statefulset`, {
+            metadata: { name: STATEFULSET_NAME, namespace, labels: this.podLabels },
+            spec: {
+                serviceName: headless.metadata.name,
+                // One primary. Scaling a StatefulSet does not make PostgreSQL replicas: each pod would
+                // be an independent, empty database. Replication needs an operator (see README).
+                replicas: 1,
+                selector: { matchLabels: this.podLabels },
+                persistentVolumeClaimRetentionPolicy: {
+                    whenDeleted: args.protectData ? "Retain" : "Delete",
+                    whenScaled: "Retain",
+                },
+                template: {
+                    metadata: {
+                        labels: this.podLabels,
+                        // A settings change rolls the pod; a ConfigMap alone would not.
+                        annotations: { "platform/config-sha256": sha256(conf + initScript) },
+                    },
+                    spec: {
+                        automountServiceAccountToken: false,
+                        enableServiceLinks: false,
+                        // Long enough for a fast shutdown with a checkpoint on a busy database.
+                        terminationGracePeriodSeconds: 120,
+                        securityContext: {
+                            runAsUser: 999,
+                            runAsGroup: 999,
+                            fsGroup: 999,
+                            fsGroupChangePolicy: "OnRootMismatch",
+                            runAsNonRoot: true,
+                            seccompProfile: { type: "RuntimeDefault" },
+                        },
+                        containers: [{
+                            name: "postgres",
+                            image: this.image,
+                            args: ["-c", "config_file=/etc/postgresql/postgresql.conf"],
+                            ports: [{ name: "postgres", containerPort: POSTGRES_PORT, protocol: "TCP" }],
+                            env: [
+                                envFromSecret("POSTGRES_USER", superuser, "username"),
+                                envFromSecret("POSTGRES_PASSWORD", superuser, "password"),
+                                { name: "POSTGRES_DB", value: "postgres" },
+                                // A volume's root holds lost+found, and initdb refuses a non-empty directory.
+                                { name: "PGDATA", value: `${DATA_MOUNT}/pgdata` },
+                                { name: "MLFLOW_DB_NAME", value: MLFLOW_DATABASE },
+                                { name: "MLFLOW_AUTH_DB_NAME", value: MLFLOW_AUTH_DATABASE },
+                                envFromSecret("MLFLOW_DB_USER", mlflowSecret, "username"),
+                                envFromSecret("MLFLOW_DB_PASSWORD", mlflowSecret, "password"),
+                                envFromSecret("BACKUP_DB_USER", backupSecret, "username"),
+                                envFromSecret("BACKUP_DB_PASSWORD", backupSecret, "password"),
+                            ],
+                            resources: {
+                                requests: { cpu: args.resources.cpuRequest, memory: args.resources.memoryRequest },
+                                limits: {
+                                    memory: args.resources.memoryLimit,
+                                    ...(args.resources.cpuLimit ? { cpu: args.resources.cpuLimit } : {}),
+                                },
+                            },
+                            securityContext: {
+                                allowPrivilegeEscalation: false,
+                                readOnlyRootFilesystem: true,
+                                capabilities: { drop: ["ALL"] },
+                            },
+                            // Crash recovery after an unclean stop can take long: up to an hour before
+                            // liveness may restart the container.
+                            startupProbe: { exec: { command: pgIsReady }, periodSeconds: 10, failureThreshold: 360, timeoutSeconds: 5 },
+                            readinessProbe: { exec: { command: pgIsReady }, periodSeconds: 5, failureThreshold: 3, timeoutSeconds: 5 },
+                            livenessProbe: { exec: { command: pgIsReady }, periodSeconds: 10, failureThreshold: 6, timeoutSeconds: 5 },
+                            lifecycle: {
+                                // Kubernetes sends SIGTERM, which PostgreSQL treats as a "smart" shutdown that
+                                // waits for every client (MLflow's pool never leaves) until SIGKILL forces
+                                // crash recovery. A fast shutdown disconnects clients and checkpoints cleanly.
+                                preStop: { exec: { command: ["/bin/sh", "-c", "exec pg_ctl stop -D \"$PGDATA\" -m fast -w -t 100"] } },
+                            },
+                            volumeMounts: [
+                                { name: "data", mountPath: DATA_MOUNT },
+                                { name: "config", mountPath: "/etc/postgresql", readOnly: true },
+                                { name: "initdb", mountPath: "/docker-entrypoint-initdb.d", readOnly: true },
+                                { name: "run", mountPath: "/var/run/postgresql" },
+                                { name: "tmp", mountPath: "/tmp" },
+                                // Parallel queries use /dev/shm; a container's default is 64 MB.
+                                { name: "dshm", mountPath: "/dev/shm" },
+                            ],
+                        }],
+                        volumes: [
+                            { name: "config", configMap: { name: config.metadata.name } },
+                            { name: "initdb", configMap: { name: init.metadata.name } },
+                            { name: "run", emptyDir: {} },
+                            { name: "tmp", emptyDir: {} },
+                            { name: "dshm", emptyDir: { medium: "Memory", sizeLimit: "256Mi" } },
+                        ],
+                    },
+                },
+                volumeClaimTemplates: [{
+                    metadata: { name: "data", labels: this.podLabels },
+                    spec: {
+                        accessModes: ["ReadWriteOnce"],
+                        storageClassName: args.storageClassName,
+                        resources: { requests: { storage: args.storageSize } },
+                    },
+                }],
+            },
+        }, dataOpts);
+
+        new k8s.networking.v1.NetworkPolicy(`${name}-ingress`, {
+            metadata: { namespace },
+            spec: {
+                podSelector: { matchLabels: this.podLabels },
+                policyTypes: ["Ingress"],
+                ingress: [{
+                    from: args.clients.map((c) => ({
+                        namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": c.namespace } },
+                        podSelector: { matchLabels: c.podLabels },
+                    })),
+                    ports: [{ protocol: "TCP", port: POSTGRES_PORT }],
+                }],
+            },
+        }, { parent: this });
+
+        this.namespace = namespace;
+        this.statefulSetName = this.statefulSet.metadata.name;
+        this.primaryHost = pulumi.interpolate`${this.statefulSet.metadata.name}-0.${headless.metadata.name}.${namespace}.svc.cluster.local`;
+        this.serviceHost = pulumi.interpolate`${CLIENT_SERVICE_NAME}.${namespace}.svc.cluster.local`;
+        this.port = pulumi.output(POSTGRES_PORT);
+        this.databaseName = pulumi.output(MLFLOW_DATABASE);
+        this.authDatabaseName = pulumi.output(MLFLOW_AUTH_DATABASE);
+        this.mlflowUsername = pulumi.output(MLFLOW_DB_USER);
+        this.superuserSecretName = superuser.metadata.name;
+        this.backupSecretName = backupSecret.metadata.name;
+        this.registerOutputs({
+            namespace: this.namespace,
+            primaryHost: this.primaryHost,
+            serviceHost: this.serviceHost,
+            port: this.port,
+            databaseName: this.databaseName,
+            superuserSecretName: this.superuserSecretName,
+            backupSecretName: this.backupSecretName,
+        });
+    }
+}

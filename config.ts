@@ -1,0 +1,441 @@
+// One typed, validated view of a stack's configuration. Every default lives here, every rule
+// is checked at program start, and all problems are reported together so a user fixes a stack
+// file in one pass instead of one `pulumi preview` per typo.
+import * as pulumi from "@pulumi/pulumi";
+
+export type NatGatewayMode = "single" | "perAz";
+export type ReclaimPolicy = "Delete" | "Retain";
+export type BucketEncryption = "aws:kms" | "AES256";
+export type MlflowExposure = "none" | "loadBalancer" | "ingress";
+export type NodeAmiType = "AL2023_x86_64_STANDARD" | "AL2023_ARM_64_STANDARD";
+
+export interface ResourceSpec {
+    cpuRequest: string;
+    memoryRequest: string;
+    cpuLimit?: string;
+    memoryLimit: string;
+}
+
+export interface ClusterConfig {
+    kubernetesVersion: string;
+    vpcCidr: string;
+    availabilityZoneCount: number;
+    natGateways: NatGatewayMode;
+    nodeInstanceTypes: string[];
+    nodeAmiType: NodeAmiType;
+    nodeMinSize: number;
+    nodeDesiredSize: number;
+    nodeMaxSize: number;
+    nodeDiskSizeGiB: number;
+    endpointPublicAccess: boolean;
+    publicAccessCidrs: string[];
+    logTypes: string[];
+    deletionProtection: boolean;
+}
+
+export interface StorageConfig {
+    className: string;
+    volumeType: string;
+    reclaimPolicy: ReclaimPolicy;
+    isDefault: boolean;
+    kmsKeyArn?: string;
+}
+
+export interface PostgresConfig {
+    namespace: string;
+    imageTag: string;
+    /** Major version, derived from imageTag: pg_dump in the backup image must match it. */
+    majorVersion: number;
+    storageSize: string;
+    resources: ResourceSpec;
+    maxConnections: number;
+}
+
+export interface BackupConfig {
+    schedule: string;
+    timeZone: string;
+    retentionDays: number;
+    databases: string[];
+    encryption: BucketEncryption;
+    objectLock: boolean;
+    objectLockDays: number;
+    verifySchedule: string;
+    verifySuspended: boolean;
+    scratchSize: string;
+    awsCliImageTag: string;
+}
+
+export interface MlflowConfig {
+    namespace: string;
+    replicas: number;
+    resources: ResourceSpec;
+    exposure: MlflowExposure;
+    ingressClassName?: string;
+    ingressHost?: string;
+    loadBalancerSourceRanges: string[];
+    artifactEncryption: BucketEncryption;
+}
+
+export interface PlatformConfig {
+    /** Stack name, used in names and tags. */
+    stack: string;
+    region: string;
+    /** Keep what holds data (volumes, buckets) when resources are deleted or the stack is destroyed. */
+    protectData: boolean;
+    cluster: ClusterConfig;
+    storage: StorageConfig;
+    postgres: PostgresConfig;
+    backup: BackupConfig;
+    mlflow: MlflowConfig;
+}
+
+/** The raw shape of the stack file: every field optional, every value unchecked. */
+export interface RawConfig {
+    region?: unknown;
+    protectData?: unknown;
+    cluster?: unknown;
+    storage?: unknown;
+    postgres?: unknown;
+    backup?: unknown;
+    mlflow?: unknown;
+}
+
+export const EKS_LOG_TYPES = ["api", "audit", "authenticator", "controllerManager", "scheduler"];
+const POSTGRES_MAJORS = [14, 15, 16, 17, 18];
+
+const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+// Kubernetes quantities with a binary suffix: what volume and memory sizes are written in.
+const BINARY_QUANTITY = /^([1-9][0-9]*)(Ki|Mi|Gi|Ti|Pi)$/;
+const CPU_QUANTITY = /^([1-9][0-9]*m|[0-9]+(\.[0-9]+)?)$/;
+const INSTANCE_TYPE = /^[a-z][a-z0-9-]*\.[0-9]*[a-z0-9]+$/;
+// Commercial partition only: IAM policy ARNs below are written as arn:aws:...
+const REGION = /^(us|eu|ap|ca|sa|me|af|il|mx)-[a-z]+-[0-9]$/;
+const KMS_KEY_ARN = /^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key\/[0-9a-f-]{36}$/;
+
+/** Collects every problem found, then throws one error that lists them all. */
+class Problems {
+    readonly list: string[] = [];
+    add(key: string, value: unknown, allowed: string): void {
+        this.list.push(`${key}: ${JSON.stringify(value)} ${allowed}`);
+    }
+}
+
+type Obj = Record<string, unknown>;
+
+function section(p: Problems, key: string, value: unknown): Obj {
+    if (value === undefined || value === null) return {};
+    if (typeof value !== "object" || Array.isArray(value)) {
+        p.add(key, value, "is not an object of settings");
+        return {};
+    }
+    const obj = value as Obj;
+    return obj;
+}
+
+/** Unknown keys are almost always typos; silently ignoring them would deploy the default instead. */
+function noUnknownKeys(p: Problems, key: string, obj: Obj, known: string[]): void {
+    for (const k of Object.keys(obj)) {
+        if (!known.includes(k)) p.add(`${key}.${k}`, obj[k], `is not a known setting (known: ${known.join(", ")})`);
+    }
+}
+
+function str(p: Problems, key: string, v: unknown, def: string, test: (s: string) => boolean, allowed: string): string {
+    if (v === undefined) return def;
+    if (typeof v !== "string" || !test(v)) {
+        p.add(key, v, allowed);
+        return def;
+    }
+    return v;
+}
+
+function oneOf<T extends string>(p: Problems, key: string, v: unknown, def: T, values: readonly T[]): T {
+    return str(p, key, v, def, (s) => (values as readonly string[]).includes(s), `is not one of ${values.join(", ")}`) as T;
+}
+
+function int(p: Problems, key: string, v: unknown, def: number, min: number, max: number): number {
+    if (v === undefined) return def;
+    // Stack files written with `pulumi config set` hold numbers as strings.
+    const n = typeof v === "string" && /^-?[0-9]+$/.test(v) ? Number(v) : v;
+    if (typeof n !== "number" || !Number.isInteger(n) || n < min || n > max) {
+        p.add(key, v, `is not a whole number from ${min} to ${max}`);
+        return def;
+    }
+    return n;
+}
+
+function bool(p: Problems, key: string, v: unknown, def: boolean): boolean {
+    if (v === undefined) return def;
+    if (v === true || v === "true") return true;
+    if (v === false || v === "false") return false;
+    p.add(key, v, "is not true or false");
+    return def;
+}
+
+function list(p: Problems, key: string, v: unknown, def: string[], test: (s: string) => boolean, allowed: string, minItems = 1): string[] {
+    if (v === undefined) return def;
+    if (!Array.isArray(v) || v.length < minItems) {
+        p.add(key, v, `is not a list of ${minItems} or more items`);
+        return def;
+    }
+    let ok = true;
+    v.forEach((item, i) => {
+        if (typeof item !== "string" || !test(item)) {
+            p.add(`${key}[${i}]`, item, allowed);
+            ok = false;
+        }
+    });
+    if (ok && new Set(v).size !== v.length) {
+        p.add(key, v, "has duplicate items");
+        ok = false;
+    }
+    return ok ? (v as string[]) : def;
+}
+
+export function isDns1123Label(s: string): boolean {
+    return s.length <= 63 && DNS1123_LABEL.test(s);
+}
+
+export function isBinaryQuantity(s: string): boolean {
+    return BINARY_QUANTITY.test(s);
+}
+
+export function isCpuQuantity(s: string): boolean {
+    return CPU_QUANTITY.test(s) && parseCpu(s) > 0;
+}
+
+/** Bytes of a binary quantity (e.g. "2Gi"). */
+export function quantityBytes(s: string): number {
+    const m = BINARY_QUANTITY.exec(s);
+    if (!m) throw new Error(`not a binary quantity: ${s}`);
+    const exp = ["Ki", "Mi", "Gi", "Ti", "Pi"].indexOf(m[2]) + 1;
+    return Number(m[1]) * 1024 ** exp;
+}
+
+function parseCpu(s: string): number {
+    return s.endsWith("m") ? Number(s.slice(0, -1)) / 1000 : Number(s);
+}
+
+export function isIpv4Cidr(s: string): boolean {
+    const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(s);
+    if (!m) return false;
+    const octets = m.slice(1, 5).map(Number);
+    const prefix = Number(m[5]);
+    if (octets.some((o) => o > 255) || prefix > 32) return false;
+    const addr = octets.reduce((a, o) => a * 256 + o, 0);
+    // Host bits must be zero: AWS rejects 10.0.0.1/16 as a VPC or allow-list CIDR.
+    return addr % 2 ** (32 - prefix) === 0;
+}
+
+const CRON_FIELDS: { name: string; min: number; max: number; names?: string[] }[] = [
+    { name: "minute", min: 0, max: 59 },
+    { name: "hour", min: 0, max: 23 },
+    { name: "day of month", min: 1, max: 31 },
+    { name: "month", min: 1, max: 12, names: ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"] },
+    { name: "day of week", min: 0, max: 7, names: ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"] },
+];
+const CRON_MACROS = ["@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"];
+
+/** Returns why a CronJob schedule is invalid, or undefined when Kubernetes accepts it. */
+export function cronProblem(schedule: string): string | undefined {
+    if (CRON_MACROS.includes(schedule)) return undefined;
+    if (/TZ=/.test(schedule)) return "must not set a time zone in the schedule (use timeZone)";
+    const fields = schedule.trim().split(/\s+/);
+    if (fields.length !== 5) return `has ${fields.length} fields; a cron schedule has 5 (minute hour day-of-month month day-of-week)`;
+    for (let i = 0; i < 5; i++) {
+        const f = CRON_FIELDS[i];
+        const value = (tok: string): number | undefined => {
+            const named = f.names?.indexOf(tok.toUpperCase()) ?? -1;
+            if (named >= 0) return named + (f.name === "month" ? 1 : 0);
+            return /^[0-9]+$/.test(tok) ? Number(tok) : undefined;
+        };
+        for (const part of fields[i].split(",")) {
+            const m = /^(\*|\?|([^-/]+)(-([^-/]+))?)(\/([0-9]+))?$/.exec(part);
+            const bad = `${f.name} field "${fields[i]}" is not valid (${f.min}-${f.max}, *, ranges a-b, steps /n, lists a,b)`;
+            if (!m) return bad;
+            if (m[6] !== undefined && Number(m[6]) < 1) return bad;
+            if (m[2] !== undefined) {
+                const lo = value(m[2]);
+                const hi = m[4] !== undefined ? value(m[4]) : lo;
+                if (lo === undefined || hi === undefined || lo < f.min || hi > f.max || lo > hi) return bad;
+            }
+        }
+    }
+    return undefined;
+}
+
+function isTimeZone(tz: string): boolean {
+    try {
+        new Intl.DateTimeFormat("en-US", { timeZone: tz });
+        return true;
+    } catch {
+        return false;
+    }
+}
+
+function resources(p: Problems, key: string, v: unknown, def: ResourceSpec): ResourceSpec {
+    const o = section(p, key, v);
+    noUnknownKeys(p, key, o, ["cpuRequest", "memoryRequest", "cpuLimit", "memoryLimit"]);
+    const cpuRequest = str(p, `${key}.cpuRequest`, o.cpuRequest, def.cpuRequest, isCpuQuantity, "is not a CPU quantity (e.g. 250m or 1)");
+    const memoryRequest = str(p, `${key}.memoryRequest`, o.memoryRequest, def.memoryRequest, isBinaryQuantity, "is not a Kubernetes quantity (e.g. 512Mi or 2Gi)");
+    const cpuLimit = o.cpuLimit === undefined ? def.cpuLimit : str(p, `${key}.cpuLimit`, o.cpuLimit, "", isCpuQuantity, "is not a CPU quantity (e.g. 500m or 2)");
+    const memoryLimit = str(p, `${key}.memoryLimit`, o.memoryLimit, def.memoryLimit, isBinaryQuantity, "is not a Kubernetes quantity (e.g. 1Gi)");
+    if (isBinaryQuantity(memoryRequest) && isBinaryQuantity(memoryLimit) && quantityBytes(memoryRequest) > quantityBytes(memoryLimit)) {
+        p.add(`${key}.memoryRequest`, memoryRequest, `must not exceed memoryLimit (${memoryLimit})`);
+    }
+    if (cpuLimit && isCpuQuantity(cpuRequest) && isCpuQuantity(cpuLimit) && parseCpu(cpuRequest) > parseCpu(cpuLimit)) {
+        p.add(`${key}.cpuRequest`, cpuRequest, `must not exceed cpuLimit (${cpuLimit})`);
+    }
+    return { cpuRequest, memoryRequest, cpuLimit: cpuLimit || undefined, memoryLimit };
+}
+
+/**
+ * Validates raw stack settings and fills in defaults. Throws one error naming every bad key,
+ * its value and what is allowed. Pure, so tests can call it without a Pulumi runtime.
+ */
+export function validateConfig(stack: string, raw: RawConfig): PlatformConfig {
+    const p = new Problems();
+
+    const region = str(p, "aws:region", raw.region, "", (s) => REGION.test(s), "is not an AWS commercial-partition region (e.g. us-east-1, eu-west-1)");
+    if (raw.region === undefined) p.add("aws:region", undefined, "is required (pulumi config set aws:region us-east-1)");
+    const protectData = bool(p, "protectData", raw.protectData, false);
+
+    const c = section(p, "cluster", raw.cluster);
+    noUnknownKeys(p, "cluster", c, [
+        "kubernetesVersion", "vpcCidr", "availabilityZoneCount", "natGateways", "nodeInstanceTypes", "nodeAmiType",
+        "nodeMinSize", "nodeDesiredSize", "nodeMaxSize", "nodeDiskSizeGiB", "endpointPublicAccess", "publicAccessCidrs",
+        "logTypes", "deletionProtection",
+    ]);
+    const cluster: ClusterConfig = {
+        kubernetesVersion: str(p, "cluster.kubernetesVersion", c.kubernetesVersion, "1.34", (s) => /^1\.(2[89]|3[0-9])$/.test(s), "is not a Kubernetes minor version EKS offers (1.28 to 1.39, e.g. \"1.34\")"),
+        vpcCidr: str(p, "cluster.vpcCidr", c.vpcCidr, "10.0.0.0/16", (s) => isIpv4Cidr(s) && Number(s.split("/")[1]) >= 16 && Number(s.split("/")[1]) <= 20, "is not an IPv4 CIDR with a prefix from /16 to /20 (e.g. 10.0.0.0/16)"),
+        availabilityZoneCount: int(p, "cluster.availabilityZoneCount", c.availabilityZoneCount, 2, 2, 3),
+        natGateways: oneOf<NatGatewayMode>(p, "cluster.natGateways", c.natGateways, "single", ["single", "perAz"]),
+        nodeInstanceTypes: list(p, "cluster.nodeInstanceTypes", c.nodeInstanceTypes, ["t3.large"], (s) => INSTANCE_TYPE.test(s), "is not an EC2 instance type (e.g. m6i.large)"),
+        nodeAmiType: oneOf<NodeAmiType>(p, "cluster.nodeAmiType", c.nodeAmiType, "AL2023_x86_64_STANDARD", ["AL2023_x86_64_STANDARD", "AL2023_ARM_64_STANDARD"]),
+        nodeMinSize: int(p, "cluster.nodeMinSize", c.nodeMinSize, 2, 1, 100),
+        nodeDesiredSize: int(p, "cluster.nodeDesiredSize", c.nodeDesiredSize, 2, 1, 100),
+        nodeMaxSize: int(p, "cluster.nodeMaxSize", c.nodeMaxSize, 3, 1, 100),
+        nodeDiskSizeGiB: int(p, "cluster.nodeDiskSizeGiB", c.nodeDiskSizeGiB, 50, 20, 16384),
+        endpointPublicAccess: bool(p, "cluster.endpointPublicAccess", c.endpointPublicAccess, true),
+        publicAccessCidrs: list(p, "cluster.publicAccessCidrs", c.publicAccessCidrs, ["0.0.0.0/0"], isIpv4Cidr, "is not an IPv4 CIDR (e.g. 203.0.113.0/24)"),
+        logTypes: list(p, "cluster.logTypes", c.logTypes, ["api", "audit", "authenticator"], (s) => EKS_LOG_TYPES.includes(s), `is not an EKS log type (${EKS_LOG_TYPES.join(", ")})`, 0),
+        deletionProtection: bool(p, "cluster.deletionProtection", c.deletionProtection, false),
+    };
+    if (!(cluster.nodeMinSize <= cluster.nodeDesiredSize && cluster.nodeDesiredSize <= cluster.nodeMaxSize)) {
+        p.add("cluster.nodeDesiredSize", cluster.nodeDesiredSize, `must satisfy nodeMinSize (${cluster.nodeMinSize}) <= nodeDesiredSize <= nodeMaxSize (${cluster.nodeMaxSize})`);
+    }
+    const armTypes = cluster.nodeInstanceTypes.filter((t) => /^[a-z]+[0-9]+[a-z]*g[a-z]*\./.test(t));
+    if (armTypes.length > 0 && armTypes.length < cluster.nodeInstanceTypes.length) {
+        p.add("cluster.nodeInstanceTypes", cluster.nodeInstanceTypes, "mixes Graviton (arm64) and x86_64 instance types; one node group runs one architecture");
+    } else if (armTypes.length > 0 && cluster.nodeAmiType !== "AL2023_ARM_64_STANDARD") {
+        p.add("cluster.nodeAmiType", cluster.nodeAmiType, `does not fit the Graviton instance types ${armTypes.join(", ")} (use AL2023_ARM_64_STANDARD)`);
+    } else if (armTypes.length === 0 && cluster.nodeAmiType === "AL2023_ARM_64_STANDARD") {
+        p.add("cluster.nodeAmiType", cluster.nodeAmiType, "needs Graviton instance types (e.g. m7g.large)");
+    }
+
+    const s = section(p, "storage", raw.storage);
+    noUnknownKeys(p, "storage", s, ["className", "volumeType", "reclaimPolicy", "isDefault", "kmsKeyArn"]);
+    const storage: StorageConfig = {
+        // EKS already ships a StorageClass named gp2 on the in-tree provisioner, so ours needs another name.
+        className: str(p, "storage.className", s.className, "gp2-csi", (v) => isDns1123Label(v) && v !== "gp2", "is not a DNS-1123 name other than gp2 (EKS owns gp2)"),
+        volumeType: oneOf(p, "storage.volumeType", s.volumeType, "gp2", ["gp2", "gp3", "io1", "io2"]),
+        reclaimPolicy: oneOf<ReclaimPolicy>(p, "storage.reclaimPolicy", s.reclaimPolicy, "Delete", ["Delete", "Retain"]),
+        isDefault: bool(p, "storage.isDefault", s.isDefault, false),
+        kmsKeyArn: s.kmsKeyArn === undefined ? undefined : str(p, "storage.kmsKeyArn", s.kmsKeyArn, "", (v) => KMS_KEY_ARN.test(v), "is not a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)"),
+    };
+
+    const pg = section(p, "postgres", raw.postgres);
+    noUnknownKeys(p, "postgres", pg, ["namespace", "imageTag", "storageSize", "resources", "maxConnections"]);
+    const imageTag = str(p, "postgres.imageTag", pg.imageTag, "17.6", (v) => /^(1[4-8])\.[0-9]+$/.test(v), `is not a pinned postgres image tag MAJOR.MINOR with major ${POSTGRES_MAJORS.join(", ")} (e.g. 17.6)`);
+    const postgres: PostgresConfig = {
+        namespace: str(p, "postgres.namespace", pg.namespace, "data", isDns1123Label, "is not a DNS-1123 label (lowercase letters, digits, '-', at most 63)"),
+        imageTag,
+        majorVersion: Number(imageTag.split(".")[0]),
+        storageSize: str(p, "postgres.storageSize", pg.storageSize, "20Gi", isBinaryQuantity, "is not a Kubernetes quantity (e.g. 20Gi)"),
+        resources: resources(p, "postgres.resources", pg.resources, { cpuRequest: "250m", memoryRequest: "1Gi", memoryLimit: "1Gi" }),
+        maxConnections: int(p, "postgres.maxConnections", pg.maxConnections, 100, 20, 5000),
+    };
+    if (isBinaryQuantity(postgres.storageSize) && quantityBytes(postgres.storageSize) < quantityBytes("1Gi")) {
+        p.add("postgres.storageSize", postgres.storageSize, "is below the 1Gi an EBS volume can be");
+    }
+    if (quantityBytes(postgres.resources.memoryLimit) < quantityBytes("256Mi")) {
+        p.add("postgres.resources.memoryLimit", postgres.resources.memoryLimit, "is below the 256Mi PostgreSQL needs");
+    }
+
+    const b = section(p, "backup", raw.backup);
+    noUnknownKeys(p, "backup", b, [
+        "schedule", "timeZone", "retentionDays", "databases", "encryption", "objectLock", "objectLockDays",
+        "verifySchedule", "verifySuspended", "scratchSize", "awsCliImageTag",
+    ]);
+    const cron = (key: string, v: unknown, def: string): string => {
+        if (v === undefined) return def;
+        const why = typeof v === "string" ? cronProblem(v) : "is not a string";
+        if (why) {
+            p.add(key, v, why);
+            return def;
+        }
+        return v as string;
+    };
+    const backup: BackupConfig = {
+        schedule: cron("backup.schedule", b.schedule, "0 2 * * *"),
+        timeZone: str(p, "backup.timeZone", b.timeZone, "Etc/UTC", isTimeZone, "is not an IANA time zone (e.g. Etc/UTC, Europe/Berlin)"),
+        retentionDays: int(p, "backup.retentionDays", b.retentionDays, 7, 1, 3650),
+        databases: list(p, "backup.databases", b.databases, ["mlflow"], (v) => v === "all" || /^[a-z_][a-z0-9_]{0,62}$/.test(v), "is not a database name (lowercase, digits, _) or \"all\""),
+        encryption: oneOf<BucketEncryption>(p, "backup.encryption", b.encryption, "aws:kms", ["aws:kms", "AES256"]),
+        objectLock: bool(p, "backup.objectLock", b.objectLock, false),
+        objectLockDays: int(p, "backup.objectLockDays", b.objectLockDays, 7, 1, 3650),
+        verifySchedule: cron("backup.verifySchedule", b.verifySchedule, "0 4 * * 0"),
+        verifySuspended: bool(p, "backup.verifySuspended", b.verifySuspended, false),
+        scratchSize: str(p, "backup.scratchSize", b.scratchSize, "20Gi", isBinaryQuantity, "is not a Kubernetes quantity (e.g. 20Gi)"),
+        awsCliImageTag: str(p, "backup.awsCliImageTag", b.awsCliImageTag, "2.31.23", (v) => /^2\.[0-9]+\.[0-9]+$/.test(v), "is not a pinned AWS CLI v2 image tag (e.g. 2.31.23)"),
+    };
+    if (backup.databases.includes("all") && backup.databases.length > 1) {
+        p.add("backup.databases", backup.databases, "lists \"all\" together with names; use one or the other");
+    }
+    if (backup.objectLock && backup.objectLockDays > backup.retentionDays) {
+        // Locked versions cannot be expired, so a lock longer than retention silently extends it.
+        p.add("backup.objectLockDays", backup.objectLockDays, `must not exceed backup.retentionDays (${backup.retentionDays})`);
+    }
+
+    const m = section(p, "mlflow", raw.mlflow);
+    noUnknownKeys(p, "mlflow", m, ["namespace", "replicas", "resources", "exposure", "ingressClassName", "ingressHost", "loadBalancerSourceRanges", "artifactEncryption"]);
+    const mlflow: MlflowConfig = {
+        namespace: str(p, "mlflow.namespace", m.namespace, "mlflow", isDns1123Label, "is not a DNS-1123 label (lowercase letters, digits, '-', at most 63)"),
+        replicas: int(p, "mlflow.replicas", m.replicas, 1, 1, 20),
+        resources: resources(p, "mlflow.resources", m.resources, { cpuRequest: "250m", memoryRequest: "1Gi", memoryLimit: "2Gi" }),
+        exposure: oneOf<MlflowExposure>(p, "mlflow.exposure", m.exposure, "none", ["none", "loadBalancer", "ingress"]),
+        ingressClassName: m.ingressClassName === undefined ? undefined : str(p, "mlflow.ingressClassName", m.ingressClassName, "", isDns1123Label, "is not a DNS-1123 name"),
+        ingressHost: m.ingressHost === undefined ? undefined : str(p, "mlflow.ingressHost", m.ingressHost, "", (v) => /^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]{2,}$/.test(v), "is not a DNS host name (e.g. mlflow.example.com)"),
+        loadBalancerSourceRanges: list(p, "mlflow.loadBalancerSourceRanges", m.loadBalancerSourceRanges, [], isIpv4Cidr, "is not an IPv4 CIDR", 0),
+        artifactEncryption: oneOf<BucketEncryption>(p, "mlflow.artifactEncryption", m.artifactEncryption, "aws:kms", ["aws:kms", "AES256"]),
+    };
+    if (postgres.namespace === mlflow.namespace) {
+        p.add("mlflow.namespace", mlflow.namespace, `must differ from postgres.namespace so the database's NetworkPolicy can tell them apart`);
+    }
+    if (mlflow.exposure === "ingress" && (mlflow.ingressHost === undefined || mlflow.ingressClassName === undefined)) {
+        p.add("mlflow.exposure", mlflow.exposure, "needs mlflow.ingressHost and mlflow.ingressClassName");
+    }
+    if (mlflow.exposure === "loadBalancer" && mlflow.loadBalancerSourceRanges.length === 0) {
+        p.add("mlflow.loadBalancerSourceRanges", [], "must list the CIDRs allowed to reach a public MLflow load balancer");
+    }
+
+    if (p.list.length > 0) {
+        throw new pulumi.RunError(`Invalid configuration for stack "${stack}":\n  - ${p.list.join("\n  - ")}`);
+    }
+    return { stack, region, protectData, cluster, storage, postgres, backup, mlflow };
+}
+
+/** Reads the current stack's configuration and validates it. */
+export function loadConfig(): PlatformConfig {
+    const cfg = new pulumi.Config();
+    const raw: RawConfig = {
+        region: new pulumi.Config("aws").get("region"),
+        protectData: cfg.getObject<unknown>("protectData"),
+        cluster: cfg.getObject<unknown>("cluster"),
+        storage: cfg.getObject<unknown>("storage"),
+        postgres: cfg.getObject<unknown>("postgres"),
+        backup: cfg.getObject<unknown>("backup"),
+        mlflow: cfg.getObject<unknown>("mlflow"),
+    };
+    return validateConfig(pulumi.getStack(), raw);
+}
