@@ -1,0 +1,123 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { cronProblem, isBinaryQuantity, isDns1123Label, isIpv4Cidr, RawConfig, validateConfig } from "../config";
+
+const base: RawConfig = { region: "us-east-1" };
+
+/** Asserts that the config is rejected with a message naming the key and the bad value. */
+function rejects(raw: RawConfig, key: string, value: string, allowed?: RegExp): void {
+    assert.throws(() => validateConfig("test", { ...base, ...raw }), (err: Error) => {
+        const line = err.message.split("\n").find((l) => l.includes(`- ${key}: `));
+        assert.ok(line, `no problem reported for ${key} in:\n${err.message}`);
+        assert.ok(line.includes(value), `message does not show the value ${value}: ${line}`);
+        if (allowed) assert.match(line, allowed);
+        return true;
+    });
+}
+
+function accepts(raw: RawConfig) {
+    return validateConfig("test", { ...base, ...raw });
+}
+
+describe("config: defaults", () => {
+    it("fills every section from defaults when only the region is set", () => {
+        const c = accepts({});
+        assert.equal(c.cluster.kubernetesVersion, "1.34");
+        assert.equal(c.storage.className, "gp2-csi");
+        assert.equal(c.postgres.imageTag, "17.6");
+        assert.equal(c.postgres.majorVersion, 17);
+        assert.equal(c.backup.databases[0], "mlflow");
+        assert.equal(c.mlflow.exposure, "none");
+        assert.equal(c.protectData, false);
+    });
+    it("requires aws:region", () => rejects({ region: undefined }, "aws:region", "undefined", /is required/));
+});
+
+describe("config: each rule accepts a good value and names the key of a bad one", () => {
+    const cases: { key: string; good: RawConfig; bad: RawConfig; shown: string; allowed?: RegExp }[] = [
+        { key: "aws:region", good: { region: "eu-west-1" }, bad: { region: "Europe" }, shown: '"Europe"' },
+        { key: "cluster.kubernetesVersion", good: { cluster: { kubernetesVersion: "1.33" } }, bad: { cluster: { kubernetesVersion: "1.34.2" } }, shown: '"1.34.2"' },
+        { key: "cluster.vpcCidr", good: { cluster: { vpcCidr: "10.1.0.0/16" } }, bad: { cluster: { vpcCidr: "10.1.0.1/16" } }, shown: '"10.1.0.1/16"', allowed: /prefix from \/16 to \/20/ },
+        { key: "cluster.vpcCidr", good: { cluster: { vpcCidr: "10.1.0.0/20" } }, bad: { cluster: { vpcCidr: "10.0.0.0/8" } }, shown: '"10.0.0.0/8"' },
+        { key: "cluster.availabilityZoneCount", good: { cluster: { availabilityZoneCount: 3 } }, bad: { cluster: { availabilityZoneCount: 1 } }, shown: "1", allowed: /from 2 to 3/ },
+        { key: "cluster.natGateways", good: { cluster: { natGateways: "perAz" } }, bad: { cluster: { natGateways: "none" } }, shown: '"none"', allowed: /single, perAz/ },
+        { key: "cluster.nodeInstanceTypes[0]", good: { cluster: { nodeInstanceTypes: ["m6i.large", "m5.large"] } }, bad: { cluster: { nodeInstanceTypes: ["large"] } }, shown: '"large"' },
+        { key: "cluster.nodeDesiredSize", good: { cluster: { nodeMinSize: 1, nodeDesiredSize: 1, nodeMaxSize: 1 } }, bad: { cluster: { nodeMinSize: 3, nodeDesiredSize: 2, nodeMaxSize: 4 } }, shown: "2", allowed: /nodeMinSize \(3\) <= nodeDesiredSize <= nodeMaxSize \(4\)/ },
+        { key: "cluster.nodeDesiredSize", good: { cluster: { nodeDesiredSize: "3" } }, bad: { cluster: { nodeDesiredSize: 2.5 } }, shown: "2.5", allowed: /whole number/ },
+        { key: "cluster.nodeAmiType", good: { cluster: { nodeInstanceTypes: ["m7g.large"], nodeAmiType: "AL2023_ARM_64_STANDARD" } }, bad: { cluster: { nodeInstanceTypes: ["m7g.large"] } }, shown: '"AL2023_x86_64_STANDARD"', allowed: /Graviton/ },
+        { key: "cluster.publicAccessCidrs[0]", good: { cluster: { publicAccessCidrs: ["203.0.113.0/24"] } }, bad: { cluster: { publicAccessCidrs: ["203.0.113.7"] } }, shown: '"203.0.113.7"' },
+        { key: "cluster.logTypes[0]", good: { cluster: { logTypes: [] } }, bad: { cluster: { logTypes: ["everything"] } }, shown: '"everything"', allowed: /api, audit/ },
+        { key: "cluster.endpointPublicAccess", good: { cluster: { endpointPublicAccess: "false" } }, bad: { cluster: { endpointPublicAccess: "no" } }, shown: '"no"', allowed: /true or false/ },
+        { key: "cluster.nodeSize", good: {}, bad: { cluster: { nodeSize: 3 } }, shown: "3", allowed: /not a known setting/ },
+        { key: "storage.className", good: { storage: { className: "ebs-gp2" } }, bad: { storage: { className: "gp2" } }, shown: '"gp2"', allowed: /EKS owns gp2/ },
+        { key: "storage.className", good: {}, bad: { storage: { className: "GP2_CSI" } }, shown: '"GP2_CSI"' },
+        { key: "storage.reclaimPolicy", good: { storage: { reclaimPolicy: "Retain" } }, bad: { storage: { reclaimPolicy: "Recycle" } }, shown: '"Recycle"', allowed: /Delete, Retain/ },
+        { key: "storage.kmsKeyArn", good: { storage: { kmsKeyArn: "arn:aws:kms:us-east-1:123456789012:key/0e4c6a1b-1f2e-4c3d-9a8b-7c6d5e4f3a2b" } }, bad: { storage: { kmsKeyArn: "alias/ebs" } }, shown: '"alias/ebs"' },
+        { key: "postgres.storageSize", good: { postgres: { storageSize: "100Gi" } }, bad: { postgres: { storageSize: "20GB" } }, shown: '"20GB"', allowed: /Kubernetes quantity \(e\.g\. 20Gi\)/ },
+        { key: "postgres.storageSize", good: { postgres: { storageSize: "1Gi" } }, bad: { postgres: { storageSize: "512Mi" } }, shown: '"512Mi"', allowed: /1Gi/ },
+        { key: "postgres.imageTag", good: { postgres: { imageTag: "16.10" } }, bad: { postgres: { imageTag: "latest" } }, shown: '"latest"', allowed: /pinned/ },
+        { key: "postgres.namespace", good: { postgres: { namespace: "db-1" } }, bad: { postgres: { namespace: "Data" } }, shown: '"Data"', allowed: /DNS-1123/ },
+        { key: "postgres.resources.memoryRequest", good: { postgres: { resources: { memoryRequest: "2Gi", memoryLimit: "2Gi" } } }, bad: { postgres: { resources: { memoryRequest: "4Gi", memoryLimit: "2Gi" } } }, shown: '"4Gi"', allowed: /memoryLimit/ },
+        { key: "postgres.resources.cpuRequest", good: { postgres: { resources: { cpuRequest: "1.5" } } }, bad: { postgres: { resources: { cpuRequest: "1 core" } } }, shown: '"1 core"' },
+        { key: "postgres.maxConnections", good: { postgres: { maxConnections: 300 } }, bad: { postgres: { maxConnections: 5 } }, shown: "5" },
+        { key: "backup.schedule", good: { backup: { schedule: "*/15 1-5 * JAN-MAR mon,fri" } }, bad: { backup: { schedule: "0 2 * *" } }, shown: '"0 2 * *"', allowed: /has 4 fields/ },
+        { key: "backup.schedule", good: { backup: { schedule: "@daily" } }, bad: { backup: { schedule: "61 2 * * *" } }, shown: '"61 2 * * *"', allowed: /minute/ },
+        { key: "backup.schedule", good: {}, bad: { backup: { schedule: "CRON_TZ=UTC 0 2 * * *" } }, shown: "CRON_TZ", allowed: /timeZone/ },
+        { key: "backup.verifySchedule", good: { backup: { verifySchedule: "0 4 * * 0" } }, bad: { backup: { verifySchedule: "0 4 * * 8" } }, shown: '"0 4 * * 8"', allowed: /day of week/ },
+        { key: "backup.timeZone", good: { backup: { timeZone: "Europe/Berlin" } }, bad: { backup: { timeZone: "Mars/Olympus" } }, shown: '"Mars/Olympus"', allowed: /IANA/ },
+        { key: "backup.retentionDays", good: { backup: { retentionDays: 1 } }, bad: { backup: { retentionDays: 0 } }, shown: "0", allowed: /from 1 to 3650/ },
+        { key: "backup.databases", good: { backup: { databases: ["all"] } }, bad: { backup: { databases: ["all", "mlflow"] } }, shown: "all" },
+        { key: "backup.databases[0]", good: { backup: { databases: ["mlflow", "feature_store"] } }, bad: { backup: { databases: ["ml-flow"] } }, shown: '"ml-flow"' },
+        { key: "backup.encryption", good: { backup: { encryption: "AES256" } }, bad: { backup: { encryption: "none" } }, shown: '"none"', allowed: /aws:kms, AES256/ },
+        { key: "backup.objectLockDays", good: { backup: { objectLock: true, objectLockDays: 7, retentionDays: 7 } }, bad: { backup: { objectLock: true, objectLockDays: 30, retentionDays: 7 } }, shown: "30", allowed: /retentionDays \(7\)/ },
+        { key: "backup.scratchSize", good: { backup: { scratchSize: "500Gi" } }, bad: { backup: { scratchSize: "lots" } }, shown: '"lots"' },
+        { key: "backup.awsCliImageTag", good: { backup: { awsCliImageTag: "2.27.26" } }, bad: { backup: { awsCliImageTag: "latest" } }, shown: '"latest"' },
+        { key: "mlflow.replicas", good: { mlflow: { replicas: 3 } }, bad: { mlflow: { replicas: 0 } }, shown: "0" },
+        { key: "mlflow.namespace", good: { mlflow: { namespace: "tracking" } }, bad: { mlflow: { namespace: "data" } }, shown: '"data"', allowed: /postgres\.namespace/ },
+        { key: "mlflow.exposure", good: { mlflow: { exposure: "ingress", ingressHost: "mlflow.example.com", ingressClassName: "alb" } }, bad: { mlflow: { exposure: "ingress" } }, shown: '"ingress"', allowed: /ingressHost/ },
+        { key: "mlflow.loadBalancerSourceRanges", good: { mlflow: { exposure: "loadBalancer", loadBalancerSourceRanges: ["203.0.113.0/24"] } }, bad: { mlflow: { exposure: "loadBalancer" } }, shown: "[]" },
+        { key: "mlflow.ingressHost", good: {}, bad: { mlflow: { ingressHost: "https://mlflow" } }, shown: '"https://mlflow"' },
+        { key: "protectData", good: { protectData: true }, bad: { protectData: "yes" }, shown: '"yes"' },
+    ];
+    for (const c of cases) {
+        it(`${c.key}: accepts ${JSON.stringify(c.good)}, rejects ${JSON.stringify(c.bad)}`, () => {
+            accepts(c.good);
+            rejects(c.bad, c.key, c.shown, c.allowed);
+        });
+    }
+});
+
+describe("config: errors", () => {
+    it("lists every bad key in one error, naming the stack", () => {
+        assert.throws(
+            () => validateConfig("prod", { region: "us-east-1", postgres: { storageSize: "20GB" }, backup: { retentionDays: -1, schedule: "daily" } }),
+            (err: Error) => {
+                assert.match(err.message, /^Invalid configuration for stack "prod":/);
+                assert.match(err.message, /postgres\.storageSize: "20GB" is not a Kubernetes quantity \(e\.g\. 20Gi\)/);
+                assert.match(err.message, /backup\.retentionDays: -1/);
+                assert.match(err.message, /backup\.schedule: "daily" has 1 fields/);
+                return true;
+            },
+        );
+    });
+    it("rejects a section that is not an object", () => rejects({ postgres: "big" }, "postgres", '"big"', /object of settings/));
+});
+
+describe("config: validators", () => {
+    it("DNS-1123 labels", () => {
+        for (const ok of ["data", "a", "ml-flow-1"]) assert.ok(isDns1123Label(ok), ok);
+        for (const bad of ["", "-a", "a-", "A", "a_b", "a".repeat(64)]) assert.ok(!isDns1123Label(bad), bad);
+    });
+    it("binary quantities", () => {
+        for (const ok of ["1Gi", "512Mi", "20Gi", "1Ti"]) assert.ok(isBinaryQuantity(ok), ok);
+        for (const bad of ["20GB", "20G", "0Gi", "1.5Gi", "Gi", "20 Gi"]) assert.ok(!isBinaryQuantity(bad), bad);
+    });
+    it("IPv4 CIDRs with zero host bits", () => {
+        for (const ok of ["0.0.0.0/0", "10.0.0.0/16", "203.0.113.0/24", "198.51.100.7/32"]) assert.ok(isIpv4Cidr(ok), ok);
+        for (const bad of ["10.0.0.1/16", "256.0.0.0/8", "10.0.0.0/33", "10.0.0.0", "::/0"]) assert.ok(!isIpv4Cidr(bad), bad);
+    });
+    it("cron schedules with valid field ranges", () => {
+        for (const ok of ["0 2 * * *", "*/5 * * * *", "0 0 1 1 *", "0 4 * * 0", "0 4 * * 7", "30 1 1,15 * MON-FRI", "@weekly"]) assert.equal(cronProblem(ok), undefined, ok);
+        for (const bad of ["60 * * * *", "* 24 * * *", "* * 0 * *", "* * * 13 *", "* * * * 8", "*/0 * * * *", "5-1 * * * *", "* * * * * *", "@often"]) assert.ok(cronProblem(bad), bad);
+    });
+});

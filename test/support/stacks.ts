@@ -1,0 +1,46 @@
+// Shared access to the program evaluated under mocks, one evaluation per stack per test process.
+import { EvaluatedResource, Evaluation, evaluateStack } from "../../scripts/evaluate";
+
+export const STACKS = ["dev", "prod"] as const;
+export type StackName = (typeof STACKS)[number];
+
+const cache = new Map<string, Promise<Evaluation>>();
+
+export function stack(name: StackName): Promise<Evaluation> {
+    let ev = cache.get(name);
+    if (!ev) {
+        ev = evaluateStack(name);
+        cache.set(name, ev);
+    }
+    return ev;
+}
+
+export function all(ev: Evaluation, type: string): EvaluatedResource[] {
+    return ev.resources.filter((r) => r.type === type);
+}
+
+export function one(ev: Evaluation, type: string, name: string): EvaluatedResource {
+    const found = ev.resources.filter((r) => r.type === type && r.name === name);
+    if (found.length !== 1) {
+        const names = all(ev, type).map((r) => r.name).join(", ");
+        throw new Error(`expected one ${type} named ${name}, found ${found.length} (have: ${names})`);
+    }
+    return found[0];
+}
+
+/** The `<urn>::<id>` reference Kubernetes resources must carry: the cluster component's provider. */
+export function clusterProviderRef(ev: Evaluation): string {
+    const providers = all(ev, "pulumi:providers:kubernetes");
+    if (providers.length !== 1) throw new Error(`expected one Kubernetes provider, found ${providers.length}`);
+    const p = providers[0];
+    return `urn:pulumi:${ev.stack}::mlflow-platform::platform:index:Cluster$pulumi:providers:kubernetes::${p.name}::${p.name}-id`;
+}
+
+/** Kubernetes objects as the API server would receive them (auto-names filled in as Pulumi does). */
+export function kubernetesObjects(ev: Evaluation): EvaluatedResource[] {
+    return ev.resources.filter((r) => r.type.startsWith("kubernetes:") && r.type !== "kubernetes:helm.sh/v3:Release");
+}
+
+export function policyOf(r: EvaluatedResource, key = "policy"): any {
+    return JSON.parse(r.inputs[key]);
+}
