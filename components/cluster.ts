@@ -39,8 +39,8 @@ export class Cluster extends pulumi.ComponentResource {
     /** The OIDC issuer without https://: the prefix of IRSA trust-policy condition keys. */
     public readonly oidcIssuer: pulumi.Output<string>;
     public readonly vpcId: pulumi.Output<string>;
-    public readonly publicSubnetIds: pulumi.Output<string>[];
-    public readonly privateSubnetIds: pulumi.Output<string>[];
+    public readonly publicSubnetIds: pulumi.Output<string[]>;
+    public readonly privateSubnetIds: pulumi.Output<string[]>;
     /** The only way Kubernetes resources in this program reach the cluster. */
     public readonly provider: k8s.Provider;
     /** Ready once the CSI driver is installed: storage depends on it. */
@@ -143,8 +143,8 @@ export class Cluster extends pulumi.ComponentResource {
         this.oidcProviderUrl = cluster.oidcProviderUrl;
         this.oidcIssuer = cluster.oidcIssuer;
         this.vpcId = network.vpcId;
-        this.publicSubnetIds = network.publicSubnetIds;
-        this.privateSubnetIds = network.privateSubnetIds;
+        this.publicSubnetIds = pulumi.all(network.publicSubnetIds);
+        this.privateSubnetIds = pulumi.all(network.privateSubnetIds);
         this.provider = new k8s.Provider(`${name}-k8s`, {
             kubeconfig: this.kubeconfig,
             // Server-side apply: field ownership instead of last-applied annotations.
@@ -157,6 +157,8 @@ export class Cluster extends pulumi.ComponentResource {
             oidcProviderArn: this.oidcProviderArn,
             oidcProviderUrl: this.oidcProviderUrl,
             vpcId: this.vpcId,
+            publicSubnetIds: this.publicSubnetIds,
+            privateSubnetIds: this.privateSubnetIds,
             provider: this.provider,
         });
     }
