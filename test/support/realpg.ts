@@ -209,28 +209,31 @@ export async function startMoto(): Promise<S3Server> {
       await sleep(100);
     }
   }
+  // moto does not verify signatures, but treats requests without credentials
+  // as anonymous (403 on private objects): a syntactically valid header is enough.
+  const headers = { Authorization: "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0" };
   const url = (b: string, k = "") => `${endpoint}/${b}/${k.split("/").map(encodeURIComponent).join("/")}`;
   return {
     port, endpoint,
     awsEnv: () => awsEnvFor(endpoint),
     async createBucket(name) {
-      const r = await fetch(`${endpoint}/${name}`, { method: "PUT" });
+      const r = await fetch(`${endpoint}/${name}`, { method: "PUT", headers });
       await r.arrayBuffer();
       if (!r.ok) throw new Error(`create bucket ${name}: ${r.status}`);
     },
     async get(b, k) {
-      const r = await fetch(url(b, k));
+      const r = await fetch(url(b, k), { headers });
       const body = Buffer.from(await r.arrayBuffer());
       if (!r.ok) throw new Error(`GET ${b}/${k}: ${r.status}`);
       return body;
     },
     async head(b, k) {
-      const r = await fetch(url(b, k), { method: "HEAD" });
+      const r = await fetch(url(b, k), { method: "HEAD", headers });
       if (!r.ok) throw new Error(`HEAD ${b}/${k}: ${r.status}`);
       return r.headers;
     },
     async put(b, k, body) {
-      const r = await fetch(url(b, k), { method: "PUT", body });
+      const r = await fetch(url(b, k), { method: "PUT", body, headers });
       await r.arrayBuffer();
       if (!r.ok) throw new Error(`PUT ${b}/${k}: ${r.status}`);
     },
@@ -239,7 +242,7 @@ export async function startMoto(): Promise<S3Server> {
       let token = "";
       for (;;) {
         const q = new URLSearchParams({ "list-type": "2", prefix, ...(token ? { "continuation-token": token } : {}) });
-        const r = await fetch(`${endpoint}/${b}?${q}`);
+        const r = await fetch(`${endpoint}/${b}?${q}`, { headers });
         const xml = await r.text();
         if (!r.ok) throw new Error(`LIST ${b}: ${r.status} ${xml}`);
         for (const m of xml.matchAll(/<Key>([^<]*)<\/Key>/g)) keys.push(decodeXml(m[1]!));
