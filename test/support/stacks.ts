@@ -1,15 +1,45 @@
 // Shared access to the program evaluated under mocks, one evaluation per stack per test process.
+import * as crypto from "crypto";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
 import { EvaluatedResource, Evaluation, evaluateStack } from "../../scripts/evaluate";
 
 export const STACKS = ["dev", "prod"] as const;
 export type StackName = (typeof STACKS)[number];
 
 const cache = new Map<string, Promise<Evaluation>>();
+const root = path.join(__dirname, "..", "..");
+
+/** Hash of everything an evaluation depends on: test files share one evaluation per content. */
+function sourceHash(): string {
+    const h = crypto.createHash("sha256");
+    const walk = (rel: string): void => {
+        const abs = path.join(root, rel);
+        if (fs.statSync(abs).isDirectory()) {
+            for (const entry of fs.readdirSync(abs).sort()) walk(path.join(rel, entry));
+        } else {
+            h.update(rel).update(fs.readFileSync(abs));
+        }
+    };
+    for (const rel of ["index.ts", "config.ts", "components", "stacks", "scripts/mocks.ts", "scripts/evaluate-child.ts", "package-lock.json"]) walk(rel);
+    return h.digest("hex").slice(0, 16);
+}
+
+async function evaluateCached(name: StackName): Promise<Evaluation> {
+    const file = path.join(os.tmpdir(), `mlflow-platform-eval-${sourceHash()}-${name}.json`);
+    if (fs.existsSync(file)) return JSON.parse(fs.readFileSync(file, "utf8")) as Evaluation;
+    const ev = await evaluateStack(name);
+    const tmp = `${file}.${process.pid}`;
+    fs.writeFileSync(tmp, JSON.stringify(ev));
+    fs.renameSync(tmp, file);
+    return ev;
+}
 
 export function stack(name: StackName): Promise<Evaluation> {
     let ev = cache.get(name);
     if (!ev) {
-        ev = evaluateStack(name);
+        ev = evaluateCached(name);
         cache.set(name, ev);
     }
     return ev;
