@@ -72,7 +72,7 @@ for db in "${DBS[@]}"; do
   t=$(now_us)
   RESTORE_RUN_ID="$RUN" RESTORE_DATABASE="$db" RESTORE_TARGET_DATABASE="$db" RESTORE_GLOBALS="$globals" \
     RESTORE_SCRATCH_DIR="$DIR/scratch" bash "$HERE/restore.sh" \
-    || die 1 "restore of database $db from run $RUN failed (see restore FAILED line above)"
+    || die "$?" "restore of database $db from run $RUN failed (see the restore FAILED line above)"
   globals=false
   log "step=verify db=$db seconds=$(since "$t")"
 done
