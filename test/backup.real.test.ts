@@ -230,6 +230,15 @@ describe("backup.sh / restore.sh / verify.sh (real PostgreSQL 15 + moto S3)", ()
     });
   });
 
+  test("restore fails (exit 4) when restored row counts differ from the manifest", async () => {
+    const m = JSON.parse((await s3.get(BUCKET, `${PREFIX}/runs/${GOOD_RUN}/manifest.json`)).toString()) as Manifest;
+    m.databases[0]!.contents.tables["public.pgbench_branches"] = 2;
+    await s3.put(BUCKET, `${PREFIX}/runs/tampered/manifest.json`, Buffer.from(JSON.stringify(m)));
+    const r = await script("restore.sh", restoreEnv({ RESTORE_RUN_ID: "tampered", RESTORE_TARGET_DATABASE: "mlflow_tampered" }));
+    assert.equal(r.status, 4, r.stderr);
+    assert.match(r.lastLine, /restore FAILED: row count mismatch in mlflow_tampered: public\.pgbench_branches expected 2 got 1$/);
+  });
+
   test("restore refuses a corrupted dump (sha256) and restores nothing", async () => {
     const key = `${PREFIX}/runs/${GOOD_RUN}/mlflow.dump`;
     const good = await s3.get(BUCKET, key);

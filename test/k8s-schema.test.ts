@@ -18,7 +18,7 @@ describe("Kubernetes API schema", () => {
             }
             for (const o of objects) {
                 // Pulumi fills in auto-names before it applies an object; the schema requires one.
-                const obj = { ...o.inputs, metadata: { name: `${o.name}-abcd1234`, ...o.inputs.metadata } };
+                const obj = { ...o.inputs, apiVersion: o.inputs.apiVersion as string, kind: o.inputs.kind as string, metadata: { name: `${o.name}-abcd1234`, ...o.inputs.metadata } };
                 assert.doesNotThrow(() => validateK8sObject(obj), `${o.inputs.kind} ${o.name}`);
             }
         });
