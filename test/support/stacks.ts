@@ -26,21 +26,24 @@ function sourceHash(): string {
     return h.digest("hex").slice(0, 16);
 }
 
-async function evaluateCached(name: StackName): Promise<Evaluation> {
-    const file = path.join(os.tmpdir(), `mlflow-platform-eval-${sourceHash()}-${name}.json`);
+async function evaluateCached(name: StackName, overrides: Record<string, unknown>): Promise<Evaluation> {
+    const key = crypto.createHash("sha256").update(JSON.stringify(overrides)).digest("hex").slice(0, 8);
+    const file = path.join(os.tmpdir(), `mlflow-platform-eval-${sourceHash()}-${name}-${key}.json`);
     if (fs.existsSync(file)) return JSON.parse(fs.readFileSync(file, "utf8")) as Evaluation;
-    const ev = await evaluateStack(name);
+    const ev = await evaluateStack(name, overrides);
     const tmp = `${file}.${process.pid}`;
     fs.writeFileSync(tmp, JSON.stringify(ev));
     fs.renameSync(tmp, file);
     return ev;
 }
 
-export function stack(name: StackName): Promise<Evaluation> {
-    let ev = cache.get(name);
+/** The program evaluated for a stack file, optionally with some config keys replaced. */
+export function stack(name: StackName, overrides: Record<string, unknown> = {}): Promise<Evaluation> {
+    const id = `${name} ${JSON.stringify(overrides)}`;
+    let ev = cache.get(id);
     if (!ev) {
-        ev = evaluateCached(name);
-        cache.set(name, ev);
+        ev = evaluateCached(name, overrides);
+        cache.set(id, ev);
     }
     return ev;
 }
