@@ -62,10 +62,14 @@ export function backupScripts(): Record<string, string> {
 /** The backup role's policy: write dumps, read them back for the publishing copy, clean staging. */
 export function backupPolicy(bucketArn: string, kmsKeyArn?: string): string {
     const statements: object[] = [
-        { Sid: "ListBackupPrefix", Effect: "Allow", Action: ["s3:ListBucket"], Resource: [bucketArn], Condition: { StringLike: { "s3:prefix": [`${BACKUP_PREFIX}/*`] } } },
+        // Unconditioned: backup.sh's first step is HeadBucket, which carries no prefix. The bucket
+        // is dedicated to backups, so listing it reveals nothing else.
+        { Sid: "FindBucket", Effect: "Allow", Action: ["s3:ListBucket"], Resource: [bucketArn] },
+        // GetObject: the staging -> final move is a server-side copy.
         { Sid: "WriteBackups", Effect: "Allow", Action: ["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"], Resource: [`${bucketArn}/${BACKUP_PREFIX}/*`] },
-        // Only unpublished uploads may be deleted; published backups are kept by versioning and lifecycle.
-        { Sid: "CleanStaging", Effect: "Allow", Action: ["s3:DeleteObject"], Resource: [`${bucketArn}/${BACKUP_PREFIX}/.staging/*`] },
+        // Deleting moves staged uploads and removes the dumps of a failed run. Versioning keeps
+        // every deleted version (and Object Lock, where on, keeps them undeletable).
+        { Sid: "CleanUpRuns", Effect: "Allow", Action: ["s3:DeleteObject"], Resource: [`${bucketArn}/${BACKUP_PREFIX}/.staging/*`, `${bucketArn}/${BACKUP_PREFIX}/runs/*`] },
     ];
     if (kmsKeyArn) statements.push({ Sid: "UseBucketKey", Effect: "Allow", Action: ["kms:GenerateDataKey", "kms:Decrypt"], Resource: [kmsKeyArn] });
     return JSON.stringify({ Version: "2012-10-17", Statement: statements });
@@ -102,7 +106,7 @@ export class Backup extends pulumi.ComponentResource {
             expirations: [
                 { id: "expire-backups", prefix: `${BACKUP_PREFIX}/runs/`, days: args.retentionDays },
                 // Uploads that never got published (a failed run) are garbage after a day.
-                { id: "expire-staging", prefix: `${BACKUP_PREFIX}/.staging/`, days: 1 },
+                { id: "expire-staging", prefix: `${BACKUP_PREFIX}/.staging/`, days: 1, noncurrentDays: 1 },
             ],
             noncurrentVersionDays: args.retentionDays,
             objectLockDays: args.objectLockDays,
@@ -304,8 +308,8 @@ export class Backup extends pulumi.ComponentResource {
             script: "verify.sh",
             env: [
                 { name: "RESTORE_RUN_ID", value: "latest" },
-                { name: "RESTORE_DATABASE", value: "mlflow" },
-                { name: "RESTORE_SCRATCH_DIR", value: "/scratch" },
+                // The throwaway server's data and the downloaded dumps both go to the scratch volume.
+                { name: "VERIFY_DATA_DIR", value: "/scratch" },
             ],
             scratch: true,
             memory: "1Gi",

@@ -6,6 +6,8 @@ export interface PrefixExpiration {
     id: string;
     prefix: string;
     days: number;
+    /** Days replaced or deleted versions under the prefix are kept, when shorter than the bucket's. */
+    noncurrentDays?: number;
 }
 
 export interface SecureBucketArgs {
@@ -104,6 +106,7 @@ export class SecureBucket extends pulumi.ComponentResource {
                     status: "Enabled",
                     filter: { prefix: e.prefix },
                     expiration: { days: e.days },
+                    ...(e.noncurrentDays !== undefined ? { noncurrentVersionExpiration: { noncurrentDays: e.noncurrentDays } } : {}),
                 })),
                 {
                     id: "noncurrent-versions",

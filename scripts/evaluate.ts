@@ -10,6 +10,8 @@ export interface EvaluatedResource {
     inputs: Record<string, any>;
     /** Input paths that were secret, e.g. "stringData". */
     secretPaths: string[];
+    /** What the mock answered beyond the inputs: ids, ARNs, names the cloud would assign. */
+    outputs: Record<string, any>;
     /** `<provider urn>::<provider id>`, as the engine receives it. */
     provider?: string;
     custom: boolean;

@@ -89,6 +89,8 @@ export interface RecordedResource {
     inputs: Record<string, any>;
     /** Input paths that were secret, e.g. "stringData". */
     secretPaths: string[];
+    /** What the mock answered beyond the inputs: ids, ARNs, names the cloud would assign. */
+    outputs: Record<string, any>;
     provider?: string;
     custom: boolean;
 }
@@ -105,9 +107,10 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
     newResource(args: pulumi.runtime.MockResourceArgs): { id: string | undefined; state: Record<string, any> } {
         const secretPaths: string[] = [];
         const inputs = unwrapSecrets(args.inputs, "", secretPaths);
-        this.resources.push({ type: args.type, name: args.name, inputs, secretPaths, provider: args.provider, custom: args.custom ?? true });
         const s = state(args);
-        return { id: `${args.name}-id`, state: { ...args.inputs, ...s } };
+        const id = `${args.name}-id`;
+        this.resources.push({ type: args.type, name: args.name, inputs, secretPaths, outputs: { id, ...s }, provider: args.provider, custom: args.custom ?? true });
+        return { id, state: { ...args.inputs, ...s } };
     }
 
     call(args: pulumi.runtime.MockCallArgs): Record<string, any> {

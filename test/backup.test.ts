@@ -80,6 +80,7 @@ for (const name of STACKS) {
             assert.equal(byId["expire-backups"].expiration.days, w.retention);
             assert.deepEqual(byId["expire-staging"].filter, { prefix: "postgres/.staging/" });
             assert.equal(byId["expire-staging"].expiration.days, 1);
+            assert.equal(byId["expire-staging"].noncurrentVersionExpiration.noncurrentDays, 1);
             assert.equal(byId["noncurrent-versions"].noncurrentVersionExpiration.noncurrentDays, w.retention);
             assert.equal(byId["abort-incomplete-multipart-uploads"].abortIncompleteMultipartUpload.daysAfterInitiation, 1);
             for (const r of rules) assert.equal(r.status, "Enabled");
@@ -128,7 +129,8 @@ for (const name of STACKS) {
                 }
             }
             const del = policy.Statement.find((s: { Action: string[] }) => s.Action.includes("s3:DeleteObject"));
-            assert.ok(del.Resource.every((r: string) => !r.endsWith("/postgres/*")), "deleting is scoped below the prefix");
+            assert.deepEqual(del.Resource, [`${arn}/postgres/.staging/*`, `${arn}/postgres/runs/*`], "latest.json is never deleted");
+            assert.ok(!actions.includes("s3:DeleteObjectVersion") && !actions.includes("s3:BypassGovernanceRetention"), "versions stay");
         });
 
         it("grants the restore role read-only access", async () => {
@@ -222,6 +224,9 @@ for (const name of STACKS) {
             const pod = podSpec(cron);
             assert.deepEqual(pod.containers[0].command, ["/opt/backup/verify.sh"]);
             const env = envOf(cron);
+            assert.equal(env.VERIFY_DATA_DIR.value, "/scratch");
+            assert.ok(pod.volumes.some((v: { name: string; ephemeral?: object }) => v.name === "scratch" && v.ephemeral));
+            assert.match(env.PATH.value!, /\/usr\/lib\/postgresql\/17\/bin/, "initdb and pg_ctl for the throwaway server");
             assert.equal(env.PGPASSWORD, undefined, "verify never connects to the real database");
             assert.equal(env.PGHOST, undefined);
         });
