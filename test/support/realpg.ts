@@ -67,6 +67,9 @@ export function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv
       const lines = stderr.trimEnd().split("\n");
       resolve({ status: code ?? (signal ? 128 : 1), stdout, stderr, lastLine: lines[lines.length - 1] ?? "" });
     });
+    // A child that exits before reading its input (a fast failure) closes the pipe: EPIPE is not
+    // an error of ours, the exit status reports what happened.
+    child.stdin.on("error", (err: NodeJS.ErrnoException) => { if (err.code !== "EPIPE") reject(err); });
     child.stdin.end(opts.input ?? "");
   });
 }
