@@ -19,6 +19,8 @@ const PG_USER_IDS = (() => {
 
 const tracked = new Set<number>(); // process-group ids we started
 const tempDirs = new Set<string>();
+/** Every temp dir this process made, kept after removal so stray processes in them are caught. */
+const everDirs = new Set<string>();
 process.on("exit", () => {
   for (const pgid of tracked) {
     try { process.kill(-pgid, "SIGKILL"); } catch { /* already gone */ }
@@ -44,6 +46,7 @@ export function makeTempDir(tag: string): string {
   if (IS_ROOT) fs.chownSync(dir, PG_USER_IDS.uid, PG_USER_IDS.gid);
   fs.chmodSync(dir, 0o755);
   tempDirs.add(dir);
+  everDirs.add(dir);
   return dir;
 }
 
@@ -270,12 +273,13 @@ function decodeXml(s: string): string {
 /** Throw if any process we started, or any process mentioning one of our temp dirs, is still alive. */
 export function assertNoLeftovers(): void {
   const alive = [...tracked].filter(groupAlive);
-  const dirs = [...tempDirs];
+  const dirs = [...everDirs];
   const strays: string[] = [];
   for (const pid of fs.readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
     let cmd = "";
     try { cmd = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " "); } catch { continue; }
-    if (dirs.some((d) => cmd.includes(d)) || /pgbk-[a-z]+-/.test(cmd) && /postgres|moto_server/.test(cmd)) strays.push(`${pid}: ${cmd}`);
+    // Only this process's own dirs: other test files may run their servers at the same time.
+    if (dirs.some((d) => cmd.includes(d))) strays.push(`${pid}: ${cmd}`);
   }
   if (alive.length || strays.length) throw new Error(`leftover processes: groups=${alive.join(",")} ${strays.join("; ")}`);
 }
