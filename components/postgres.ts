@@ -109,6 +109,7 @@ export class Postgres extends pulumi.ComponentResource {
     /** Secrets in the database namespace: keys username and password. */
     public readonly superuserSecretName: pulumi.Output<string>;
     public readonly backupSecretName: pulumi.Output<string>;
+    public readonly mlflowSecretName: pulumi.Output<string>;
     public readonly statefulSet: k8s.apps.v1.StatefulSet;
     public readonly statefulSetName: pulumi.Output<string>;
     /** The server's image: backup jobs use the same one so pg_dump matches the server. */
@@ -311,6 +312,7 @@ export class Postgres extends pulumi.ComponentResource {
         this.mlflowUsername = pulumi.output(MLFLOW_DB_USER);
         this.superuserSecretName = superuser.metadata.name;
         this.backupSecretName = backupSecret.metadata.name;
+        this.mlflowSecretName = mlflowSecret.metadata.name;
         this.registerOutputs({
             namespace: this.namespace,
             primaryHost: this.primaryHost,
@@ -319,6 +321,7 @@ export class Postgres extends pulumi.ComponentResource {
             databaseName: this.databaseName,
             superuserSecretName: this.superuserSecretName,
             backupSecretName: this.backupSecretName,
+            mlflowSecretName: this.mlflowSecretName,
         });
     }
 }

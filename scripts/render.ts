@@ -107,6 +107,30 @@ export function countsByType(ev: Evaluation): string {
     return rows.map(([t, n]) => `${t.padEnd(width)}  ${n}`).join("\n") + `\n${"total".padEnd(width)}  ${ev.resources.length}\n`;
 }
 
+/** The README's table of resource counts per type for several stacks. */
+export function countsTable(evs: Evaluation[]): string {
+    const counts = evs.map((ev) => {
+        const m = new Map<string, number>();
+        for (const r of ev.resources) m.set(r.type, (m.get(r.type) ?? 0) + 1);
+        return m;
+    });
+    const types = [...new Set(counts.flatMap((m) => [...m.keys()]))].sort();
+    const rows = types.map((t) => `| \`${t}\` | ${counts.map((m) => m.get(t) ?? 0).join(" | ")} |`);
+    const total = `| total | ${evs.map((ev) => ev.resources.length).join(" | ")} |`;
+    return [`| resource type | ${evs.map((ev) => ev.stack).join(" | ")} |`, `|---|${evs.map(() => "---:").join("|")}|`, ...rows, total].join("\n");
+}
+
+export const COUNTS_START = "<!-- resource-counts:start -->";
+export const COUNTS_END = "<!-- resource-counts:end -->";
+
+/** Replaces the text between the README's markers. */
+export function withCounts(readme: string, table: string): string {
+    const start = readme.indexOf(COUNTS_START);
+    const end = readme.indexOf(COUNTS_END);
+    if (start < 0 || end < start) throw new Error(`README.md lacks the ${COUNTS_START} ... ${COUNTS_END} markers`);
+    return `${readme.slice(0, start + COUNTS_START.length)}\n${table}\n${readme.slice(end)}`;
+}
+
 async function main(): Promise<void> {
     const [stack, outArg] = process.argv.slice(2);
     if (!stack) throw new EvaluationError("usage: npm run render -- <stack> [outDir]   (stacks: files in stacks/)");

@@ -5,8 +5,9 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { describe, it } from "node:test";
 import { promisify } from "node:util";
+import YAML from "yaml";
 import { evaluateStack, EvaluationError } from "../scripts/evaluate";
-import { render } from "../scripts/render";
+import { COUNTS_END, COUNTS_START, countsTable, render } from "../scripts/render";
 import { stack, STACKS } from "./support/stacks";
 
 const run = promisify(execFile);
@@ -50,6 +51,34 @@ describe("render snapshots", () => {
         for (const s of secrets) assert.ok(!all.includes(s));
     });
 });
+
+describe("README", () => {
+    it("lists the resources each stack creates, as the program creates them", async () => {
+        const readme = fs.readFileSync(path.join(__dirname, "..", "README.md"), "utf8");
+        const block = readme.slice(readme.indexOf(COUNTS_START) + COUNTS_START.length, readme.indexOf(COUNTS_END)).trim();
+        assert.equal(block, countsTable([await stack("dev"), await stack("prod")]), "run npm run render:update");
+    });
+
+    it("its restore runbook's kubectl set env step works on the rendered restore job", { skip: hasKubectl() ? false : "kubectl is not installed" }, async () => {
+        const cron = YAML.parse(render(await stack("prod")).get("manifests/cronjob.data.postgres-restore.yaml")!);
+        const job = { apiVersion: "batch/v1", kind: "Job", metadata: { name: "restore-copy", namespace: "data" }, spec: cron.spec.jobTemplate.spec };
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "job-"));
+        try {
+            fs.writeFileSync(path.join(dir, "job.yaml"), YAML.stringify(job));
+            const { stdout } = await run("kubectl", ["set", "env", "--local", "-f", path.join(dir, "job.yaml"), "-c", "postgres-restore", "RESTORE_RUN_ID=20261122T010203Z", "RESTORE_TARGET_DATABASE=mlflow_copy", "-o", "yaml"]);
+            const env = YAML.parse(stdout).spec.template.spec.containers[0].env as { name: string; value?: string }[];
+            assert.equal(env.find((e) => e.name === "RESTORE_RUN_ID")?.value, "20261122T010203Z");
+            assert.equal(env.find((e) => e.name === "RESTORE_TARGET_DATABASE")?.value, "mlflow_copy");
+            assert.equal(env.filter((e) => e.name === "RESTORE_RUN_ID").length, 1);
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
+    });
+});
+
+function hasKubectl(): boolean {
+    return (process.env.PATH ?? "").split(path.delimiter).some((d) => fs.existsSync(path.join(d, "kubectl")));
+}
 
 describe("npm run render", () => {
     it("writes manifests and the resource tree for a stack and prints counts per type", async () => {
