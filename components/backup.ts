@@ -172,7 +172,9 @@ export class Backup extends pulumi.ComponentResource {
         const awsCliInit = {
             name: "aws-cli",
             image: `public.ecr.aws/aws-cli/aws-cli:${args.awsCliImageTag}`,
-            command: ["/bin/sh", "-c", `cp -a ${AWS_CLI_DIR}/. /aws-cli/`],
+            // Copy v2/ as a new directory: `cp -a` onto the volume's root would try to set the root's
+            // times, which a non-root user may not, and fail the pod.
+            command: ["cp", "-R", "-P", `${AWS_CLI_DIR}/v2`, "/aws-cli/"],
             resources: { requests: { cpu: "50m", memory: "64Mi" }, limits: { memory: "256Mi" } },
             securityContext: restricted,
             volumeMounts: [{ name: "aws-cli", mountPath: "/aws-cli" }],

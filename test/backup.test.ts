@@ -171,6 +171,11 @@ for (const name of STACKS) {
             assert.equal(c.image, "public.ecr.aws/docker/library/postgres:17.6");
             assert.deepEqual(c.command, ["/opt/backup/backup.sh"]);
             assert.equal(pod.initContainers[0].image, "public.ecr.aws/aws-cli/aws-cli:2.31.23");
+            // The copy lands where the main container mounts the same volume: /usr/local/aws-cli/v2/...
+            assert.deepEqual(pod.initContainers[0].command, ["cp", "-R", "-P", "/usr/local/aws-cli/v2", "/aws-cli/"]);
+            const mounts = (k: { volumeMounts: { name: string; mountPath: string }[] }) => Object.fromEntries(k.volumeMounts.map((m) => [m.name, m.mountPath]));
+            assert.equal(mounts(pod.initContainers[0])["aws-cli"], "/aws-cli");
+            assert.equal(mounts(c)["aws-cli"], "/usr/local/aws-cli");
             assert.match(envOf(cron).PATH.value!, /^\/usr\/local\/aws-cli\/v2\/current\/bin:\/usr\/lib\/postgresql\/17\/bin:/);
             assert.equal(pod.securityContext.runAsNonRoot, true);
             assert.equal(pod.securityContext.runAsUser, 999);
