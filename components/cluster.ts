@@ -2,26 +2,14 @@ import * as aws from "@pulumi/aws";
 import * as eks from "@pulumi/eks";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import { ClusterConfig } from "../config";
 import { IrsaRole } from "./irsaRole";
 import { Network } from "./network";
 
-export interface ClusterArgs {
+/** The validated cluster settings (config.ts documents each) plus the cluster's name. */
+export interface ClusterArgs extends ClusterConfig {
     /** EKS cluster name; fixed, since kubeconfig contexts and subnet tags carry it. */
     clusterName: string;
-    kubernetesVersion: string;
-    vpcCidr: string;
-    availabilityZoneCount: number;
-    natGateways: "single" | "perAz";
-    nodeInstanceTypes: string[];
-    nodeAmiType: string;
-    nodeMinSize: number;
-    nodeDesiredSize: number;
-    nodeMaxSize: number;
-    nodeDiskSizeGiB: number;
-    endpointPublicAccess: boolean;
-    publicAccessCidrs: string[];
-    logTypes: string[];
-    deletionProtection: boolean;
 }
 
 const EBS_CSI_SERVICE_ACCOUNT = { namespace: "kube-system", name: "ebs-csi-controller-sa" };

@@ -3,18 +3,10 @@ import { execFile } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import type { RecordedResource } from "./mocks";
 
-export interface EvaluatedResource {
-    type: string;
-    name: string;
-    inputs: Record<string, any>;
-    /** Input paths that were secret, e.g. "stringData". */
-    secretPaths: string[];
-    /** What the mock answered beyond the inputs: ids, ARNs, names the cloud would assign. */
-    outputs: Record<string, any>;
-    /** `<provider urn>::<provider id>`, as the engine receives it. */
-    provider?: string;
-    custom: boolean;
+/** A resource as the mocks recorded it, with the options the program gave it. */
+export interface EvaluatedResource extends RecordedResource {
     /** `<type>::<name>` of the parent resource. */
     parent?: string;
     protect: boolean;

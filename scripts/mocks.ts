@@ -91,6 +91,7 @@ export interface RecordedResource {
     secretPaths: string[];
     /** What the mock answered beyond the inputs: ids, ARNs, names the cloud would assign. */
     outputs: Record<string, any>;
+    /** `<provider urn>::<provider id>`, as the engine receives it. */
     provider?: string;
     custom: boolean;
 }
