@@ -380,7 +380,7 @@ export function validateConfig(stack: string, raw: RawConfig): PlatformConfig {
         schedule: cron("backup.schedule", b.schedule, "0 2 * * *"),
         timeZone: str(p, "backup.timeZone", b.timeZone, "Etc/UTC", isTimeZone, "is not an IANA time zone (e.g. Etc/UTC, Europe/Berlin)"),
         retentionDays: int(p, "backup.retentionDays", b.retentionDays, 7, 1, 3650),
-        databases: list(p, "backup.databases", b.databases, ["mlflow"], (v) => v === "all" || /^[a-z_][a-z0-9_]{0,62}$/.test(v), "is not a database name (lowercase, digits, _) or \"all\""),
+        databases: list(p, "backup.databases", b.databases, ["mlflow", "mlflow_auth"], (v) => v === "all" || /^[a-z_][a-z0-9_]{0,62}$/.test(v), "is not a database name (lowercase, digits, _) or \"all\""),
         encryption: oneOf<BucketEncryption>(p, "backup.encryption", b.encryption, "aws:kms", ["aws:kms", "AES256"]),
         objectLock: bool(p, "backup.objectLock", b.objectLock, false),
         objectLockDays: int(p, "backup.objectLockDays", b.objectLockDays, 7, 1, 3650),

@@ -80,6 +80,11 @@ describe("backup.sh / restore.sh / verify.sh (real PostgreSQL 15 + moto S3)", ()
       SELECT lo_from_bytea(0, convert_to('large object ü', 'UTF8'));
       SELECT lo_from_bytea(0, (SELECT string_agg(decode(md5(i::text), 'hex'), ''::bytea) FROM generate_series(1, 2000) i));
     `, { db: "mlflow", user: "mlflow", password: MLFLOW_PW, tcp: true });
+    // MLflow's basic-auth user store, in its own database.
+    pg.psql(`
+      CREATE TABLE users (id serial PRIMARY KEY, username varchar(255) UNIQUE, password_hash varchar(255), is_admin boolean);
+      INSERT INTO users (username, password_hash, is_admin) VALUES ('admin', 'pbkdf2:sha256:x', true), ('alice', 'pbkdf2:sha256:y', false);
+    `, { db: "mlflow_auth", user: "mlflow", password: MLFLOW_PW, tcp: true });
     // PATH shims for verify.sh: initdb/pg_ctl refuse root, so re-exec them as postgres.
     shimDir = makeTempDir("shims");
     for (const b of ["initdb", "pg_ctl"]) {
@@ -94,16 +99,19 @@ describe("backup.sh / restore.sh / verify.sh (real PostgreSQL 15 + moto S3)", ()
   });
 
   test("backup: dumps, manifest, latest.json, SSE everywhere, no staging leftovers", async () => {
-    const r = await script("backup.sh", backupEnv({ BACKUP_RUN_ID: GOOD_RUN }));
+    // Both MLflow databases, as the CronJob runs it: tracking store and basic-auth store.
+    const r = await script("backup.sh", backupEnv({ BACKUP_RUN_ID: GOOD_RUN, BACKUP_DATABASES: "mlflow mlflow_auth" }));
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.lastLine, new RegExp(`backup OK run=${GOOD_RUN} `));
     assert.equal(r.stdout, "");
     for (const step of ["connect", "globals", "count", "dump", "manifest"]) assert.match(r.stderr, new RegExp(`^\\S+Z backup: step=${step} .*seconds=`, "m"));
     assert.match(r.stderr, /step=dump db=mlflow bytes=\d+ seconds=/);
+    assert.match(r.stderr, /step=dump db=mlflow_auth bytes=\d+ seconds=/);
+    assert.match(r.lastLine, / databases=2 /);
 
     const keys = await s3.list(BUCKET);
     const run = `${PREFIX}/runs/${GOOD_RUN}`;
-    assert.deepEqual(keys, [`${PREFIX}/latest.json`, `${run}/globals.sql`, `${run}/manifest.json`, `${run}/mlflow.dump`]);
+    assert.deepEqual(keys, [`${PREFIX}/latest.json`, `${run}/globals.sql`, `${run}/manifest.json`, `${run}/mlflow.dump`, `${run}/mlflow_auth.dump`]);
     for (const k of keys) assert.equal((await s3.head(BUCKET, k)).get("x-amz-server-side-encryption"), "AES256", k);
 
     goodLatest = await s3.get(BUCKET, `${PREFIX}/latest.json`);
@@ -122,7 +130,7 @@ describe("backup.sh / restore.sh / verify.sh (real PostgreSQL 15 + moto S3)", ()
       assert.equal(body.length, obj.size_bytes, obj.key);
       assert.equal(createHash("sha256").update(body).digest("hex"), obj.sha256, obj.key);
     }
-    assert.equal(m.databases.length, 1);
+    assert.equal(m.databases.length, 2);
     const db = m.databases[0]!;
     assert.equal(db.name, "mlflow");
     assert.equal(db.owner, "mlflow");
@@ -134,6 +142,9 @@ describe("backup.sh / restore.sh / verify.sh (real PostgreSQL 15 + moto S3)", ()
       },
       large_objects: 2,
     });
+    const auth = m.databases[1]!;
+    assert.deepEqual([auth.name, auth.owner, auth.key], ["mlflow_auth", "mlflow", `${run}/mlflow_auth.dump`]);
+    assert.deepEqual(auth.contents, { tables: { "public.users": 2 }, large_objects: 0 });
     assert.match((await s3.get(BUCKET, m.globals.key)).toString(), /CREATE ROLE mlflow;/);
   });
 
@@ -157,7 +168,8 @@ describe("backup.sh / restore.sh / verify.sh (real PostgreSQL 15 + moto S3)", ()
       const r = await script("verify.sh", { ...restoreEnv(), PATH: `${shimDir}:${process.env.PATH}`, VERIFY_DATA_DIR: dir });
       assert.equal(r.status, 0, r.stderr);
       assert.match(r.stderr, /restore OK run=\S+ database=mlflow target=mlflow tables=6 rows=100016/);
-      assert.match(r.lastLine, new RegExp(`verify OK run=${GOOD_RUN} databases=1 `));
+      assert.match(r.stderr, /restore OK run=\S+ database=mlflow_auth target=mlflow_auth tables=1 rows=2 /);
+      assert.match(r.lastLine, new RegExp(`verify OK run=${GOOD_RUN} databases=2 \\(mlflow mlflow_auth\\) `));
       assert.equal(fs.existsSync(path.join(dir, "pgdata")), false, "throwaway data dir left behind");
       const procs = spawnSync("pgrep", ["-f", dir], { encoding: "utf8" }).stdout.trim();
       assert.equal(procs, "", "throwaway server still running");

@@ -195,7 +195,7 @@ for (const name of STACKS) {
             assert.equal(env.PGPORT.value, "5432");
             assert.equal(env.BACKUP_BUCKET.value, ev.outputs.backupBucket.value);
             assert.equal(env.BACKUP_PREFIX.value, "postgres");
-            assert.equal(env.BACKUP_DATABASES.value, "mlflow");
+            assert.equal(env.BACKUP_DATABASES.value, "mlflow mlflow_auth");
             assert.equal(env.BACKUP_SSE.value, w.sse);
             assert.equal(env.BACKUP_KMS_KEY_ID?.value, w.sse === "aws:kms" ? bucketKeyArn(ev) : undefined);
             assert.equal(env.AWS_REGION.value, "us-east-1");

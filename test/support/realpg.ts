@@ -292,6 +292,7 @@ export function initDbEnv(pg: PgServer, extra: NodeJS.ProcessEnv = {}): NodeJS.P
     POSTGRES_USER: "postgres",
     POSTGRES_DB: "postgres",
     MLFLOW_DB_NAME: "mlflow",
+    MLFLOW_AUTH_DB_NAME: "mlflow_auth",
     MLFLOW_DB_USER: "mlflow",
     MLFLOW_DB_PASSWORD: MLFLOW_PW,
     BACKUP_DB_USER: "backup",
