@@ -240,6 +240,22 @@ describe("backup.sh / restore.sh / verify.sh (real PostgreSQL 15 + moto S3)", ()
         await assertFailedCleanly(r, "fault-up", /stream of postgres\/\.staging\/fault-up\/mlflow\.dump failed \(pg_dump=\d+ tee=\d+ aws-upload=1 /);
       } finally { fs.rmSync(dir, { recursive: true, force: true }); }
     });
+
+    test("S3 holds different bytes than were streamed: nothing is promoted", async () => {
+      const dir = makeTempDir("fault-size");
+      const realAws = spawnSync("bash", ["-c", "command -v aws"], { encoding: "utf8" }).stdout.trim();
+      // The LIST that checks the staged objects reports every size with a leading 1.
+      fs.writeFileSync(path.join(dir, "aws"), [
+        "#!/bin/bash",
+        'if [[ "$1 $2" == "s3api list-objects-v2" ]]; then',
+        `  set -o pipefail; ${realAws} "$@" | sed -E 's/"n": ([0-9]+)/"n": 1\\1/'; exit`,
+        "fi",
+        `exec ${realAws} "$@"`, ""].join("\n"), { mode: 0o755 });
+      try {
+        const r = await script("backup.sh", backupEnv({ BACKUP_RUN_ID: "fault-size", PATH: `${dir}:${process.env.PATH}` }));
+        await assertFailedCleanly(r, "fault-size", /staged objects differ from what was streamed: postgres\/\.staging\/fault-size\/globals\.sql has 1(\d+) bytes, expected \1 bytes; postgres\/\.staging\/fault-size\/mlflow\.dump has 1(\d+) bytes, expected \2 bytes$/);
+      } finally { fs.rmSync(dir, { recursive: true, force: true }); }
+    });
   });
 
   test("restore fails (exit 4) when restored row counts differ from the manifest", async () => {

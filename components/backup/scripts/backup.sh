@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Logical backup of PostgreSQL to S3: pg_dump -Fc per database + globals,
-# streamed (no local copy), checksummed on the fly, published under a run id
-# with a manifest, then latest.json. See the README section "Backups".
+# streamed (no local copy) into a per-run staging prefix, checksummed on the
+# fly; once every stream succeeded and S3 holds exactly the bytes counted, the
+# run is moved under runs/<id>/ and published with a manifest, then
+# latest.json. See the README section "Backups".
+# AWS CLI start-ups are the fixed cost (~0.4-0.7 s each with CLI v1): one LIST
+# checks all staged objects and one recursive move promotes them, instead of
+# a HEAD and a move per object.
 set -Eeuo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 STAGED=()     # staging keys to delete if we fail
+STAGED_JSON=() # {"k": key, "n": bytes} of every staged object, for the LIST check
 PROMOTED=()   # final keys of this run: useless without a manifest, deleted if we fail
 SNAP_HOLDER="" # psql coprocess holding the exported snapshot
 WORK=""
@@ -48,6 +54,10 @@ STARTED_AT=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 T_RUN=$(now_us)
 MAINT_DB=${PGDATABASE:-postgres}
 WORK=$(mktemp -d)
+# For the manifest; a full CLI start-up, so it runs while we work (killed by
+# cleanup if we fail first).
+aws --version >"$WORK/aws-version" 2>&1 &
+AWS_VERSION_PID=$!
 
 log "run=$RUN_ID bucket=$BACKUP_BUCKET prefix=$BACKUP_PREFIX sse=$BACKUP_SSE host=${PGHOST}:${PGPORT:-5432} user=$PGUSER"
 
@@ -77,16 +87,12 @@ else
 fi
 ((${#DBS[@]} > 0)) || die 2 "invalid BACKUP_DATABASES: no databases to back up"
 
-TOOLS=$(printf '{"pg_dump": %s, "pg_dumpall": %s, "aws": %s}' \
-  "$(json_str "$(pg_dump --version)")" "$(json_str "$(pg_dumpall --version)")" \
-  "$(json_str "$(aws --version 2>&1 | head -n1)")")
-
 # stream_to_s3 KEY EXPECTED_SIZE CMD...: run CMD, stream its stdout to the
 # staging KEY while sha256sum and wc read a copy through fifos (nothing is
 # buffered in memory or on disk). Sets OUT_BYTES and OUT_SHA.
 # `aws s3 cp -` completes the upload on EOF even when CMD died, so every
 # pipeline member's status is checked and the object stays in staging until
-# the caller promotes it.
+# check_staged has seen it with exactly OUT_BYTES bytes and promote_run moves it.
 stream_to_s3() {
   local key=$1 size=$2; shift 2
   local shaf="$WORK/sha.fifo" cntf="$WORK/cnt.fifo" st pst sha_pid cnt_pid sha_rc=0 cnt_rc=0
@@ -104,20 +110,41 @@ stream_to_s3() {
   OUT_BYTES=$(<"$WORK/cnt"); OUT_SHA=$(cut -d' ' -f1 <"$WORK/sha")
   [[ "$OUT_BYTES" =~ ^[0-9]+$ ]] && ((OUT_BYTES > 0)) || die 1 "stream of $key produced no data ($st)"
   [[ "$OUT_SHA" =~ ^[0-9a-f]{64}$ ]] || die 1 "no sha256 for $key"
-  # Belt and braces: S3 must hold exactly the bytes we counted.
-  local len
-  len=$(aws s3api head-object --bucket "$BACKUP_BUCKET" --key "$key" --query ContentLength --output text) \
-    || die 1 "cannot stat uploaded object $key"
-  [[ "$len" == "$OUT_BYTES" ]] || die 1 "uploaded object $key has $len bytes, expected $OUT_BYTES"
+  STAGED_JSON+=("$(printf '{"k": %s, "n": %s}' "$(json_str "$key")" "$OUT_BYTES")")
 }
 
-# promote STAGING_KEY FINAL_KEY: server-side copy (multipart for >5 GB) + delete.
-promote() {
-  aws s3 mv "s3://$BACKUP_BUCKET/$1" "s3://$BACKUP_BUCKET/$2" --only-show-errors "${SSE[@]}" \
-    || die 1 "cannot move $1 to $2"
-  PROMOTED+=("$2")
-  local i; for i in "${!STAGED[@]}"; do [[ "${STAGED[$i]}" == "$1" ]] && unset 'STAGED[i]'; done
-  return 0
+# check_staged: belt and braces, before anything is promoted: S3 must hold
+# exactly the objects this run streamed under its staging prefix, each with
+# exactly the bytes we counted. One LIST (compared by PostgreSQL's JSON
+# functions) instead of a HEAD per object.
+check_staged() {
+  local got want bad
+  got=$(aws s3api list-objects-v2 --bucket "$BACKUP_BUCKET" --prefix "$STAGING/" \
+    --query 'Contents[].{k: Key, n: Size}' --output json 2>"$WORK/err") \
+    || die 1 "cannot list staged objects under $STAGING/: $(tr '\n' ' ' <"$WORK/err")"
+  want=$(IFS=,; printf '[%s]' "${STAGED_JSON[*]}")
+  bad=$("${PSQL[@]}" -d "$MAINT_DB" -v got="$got" -v want="$want" <<'SQL'
+SELECT coalesce(string_agg(format('%s has %s, expected %s', coalesce(w.k, g.k),
+                                  coalesce(g.n || ' bytes', 'no object'), coalesce(w.n || ' bytes', 'no object')),
+                           '; ' ORDER BY coalesce(w.k, g.k)), '')
+FROM jsonb_to_recordset(:'want'::jsonb) w(k text, n bigint)
+FULL JOIN jsonb_to_recordset(coalesce(nullif(nullif(btrim(:'got'), ''), 'null'), '[]')::jsonb) g(k text, n bigint)
+  ON g.k = w.k
+WHERE g.n IS DISTINCT FROM w.n;
+SQL
+  ) || die 1 "cannot compare staged objects (invalid LIST output?)"
+  [[ -z "$bad" ]] || die 1 "staged objects differ from what was streamed: $bad"
+}
+
+# promote_run: move this run's whole staging prefix to its final prefix in one
+# CLI call (server-side copies, multipart for >5 GB, + deletes). On failure
+# some objects may be in either place: cleanup deletes both.
+promote_run() {
+  local k
+  for k in "${STAGED[@]}"; do PROMOTED+=("$FINAL/${k#"$STAGING/"}"); done
+  aws s3 mv --recursive "s3://$BACKUP_BUCKET/$STAGING/" "s3://$BACKUP_BUCKET/$FINAL/" --only-show-errors "${SSE[@]}" \
+    2>"$WORK/err" || die 1 "cannot move $STAGING/ to $FINAL/: $(tr '\n' ' ' <"$WORK/err")"
+  STAGED=()
 }
 
 # --- globals (roles, memberships, role settings; tablespaces) -------------
@@ -125,7 +152,6 @@ promote() {
 # re-set from the Kubernetes Secrets after a restore (init-db.sh / restore docs).
 t=$(now_us)
 stream_to_s3 "$STAGING/globals.sql" $((64 * 1024 * 1024)) pg_dumpall --globals-only --no-role-passwords -l "$MAINT_DB"
-promote "$STAGING/globals.sql" "$FINAL/globals.sql"
 GLOBALS=$(printf '{"key": %s, "size_bytes": %s, "sha256": "%s"}' "$(json_str "$FINAL/globals.sql")" "$OUT_BYTES" "$OUT_SHA")
 log "step=globals bytes=$OUT_BYTES seconds=$(since "$t")"
 
@@ -178,7 +204,6 @@ SQL
   exec {snap_in}>&- {snap_out}<&-
   wait "$SNAP_HOLDER" || true
   SNAP_HOLDER=""
-  promote "$STAGING/$db.dump" "$FINAL/$db.dump"
   secs=$(since "$t")
   log "step=dump db=$db bytes=$OUT_BYTES seconds=$secs"
   TOTAL_BYTES=$((TOTAL_BYTES + OUT_BYTES))
@@ -186,8 +211,17 @@ SQL
     "$(json_str "$db")" "$(json_str "$owner")" "$(json_str "$FINAL/$db.dump")" "$OUT_BYTES" "$OUT_SHA" "$db_size" "$secs" "$contents")")
 done
 
-# --- manifest, then the pointer (only after every object is final) ---------
+# --- check and promote every object, then the manifest, then the pointer ----
 t=$(now_us)
+check_staged
+promote_run
+log "step=promote objects=${#PROMOTED[@]} seconds=$(since "$t")"
+
+t=$(now_us)
+wait "$AWS_VERSION_PID" || true
+TOOLS=$(printf '{"pg_dump": %s, "pg_dumpall": %s, "aws": %s}' \
+  "$(json_str "$(pg_dump --version)")" "$(json_str "$(pg_dumpall --version)")" \
+  "$(json_str "$(head -n1 "$WORK/aws-version")")")
 FINISHED_AT=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 joined=$(IFS=,; printf '%s' "${DB_JSON[*]}")
 printf '{"format": 1, "run_id": %s, "started_at": "%s", "finished_at": "%s", "server_version": %s, "dumped_by": %s, "tools": %s, "sse": %s, "globals": %s, "databases": [%s]}\n' \
