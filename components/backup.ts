@@ -62,7 +62,8 @@ export function backupScripts(): Record<string, string> {
 /** The backup role's policy: write dumps, read them back for the publishing copy, clean staging. */
 export function backupPolicy(bucketArn: string, kmsKeyArn?: string): string {
     const statements: object[] = [
-        // Unconditioned: backup.sh's first step is HeadBucket, which carries no prefix. The bucket
+        // Unconditioned: backup.sh starts with HeadBucket, which carries no prefix, then lists the
+        // run's staging folder to check every object's size and moves it recursively. The bucket
         // is dedicated to backups, so listing it reveals nothing else.
         { Sid: "FindBucket", Effect: "Allow", Action: ["s3:ListBucket"], Resource: [bucketArn] },
         // GetObject: the staging -> final move is a server-side copy.
