@@ -111,7 +111,6 @@ export class Mlflow extends pulumi.ComponentResource {
     public readonly artifactRoleArn: pulumi.Output<string>;
     /** Secret with the admin login when authentication is on. */
     public readonly adminSecretName?: pulumi.Output<string>;
-    public readonly values: pulumi.Output<MlflowChartValues>;
 
     constructor(name: string, args: MlflowArgs, opts?: pulumi.ComponentResourceOptions) {
         super("platform:index:Mlflow", name, {}, opts);
@@ -269,7 +268,6 @@ export class Mlflow extends pulumi.ComponentResource {
         this.artifactBucketName = bucket.bucketName;
         this.artifactRoleArn = role.roleArn;
         this.adminSecretName = adminSecret?.metadata.name;
-        this.values = values;
         this.registerOutputs({
             namespace: this.namespace,
             inClusterUrl: this.inClusterUrl,

@@ -170,7 +170,7 @@ export class Postgres extends pulumi.ComponentResource {
                 ports: [{ name: "postgres", port: POSTGRES_PORT, targetPort: "postgres" }],
             },
         }, { parent: this });
-        new k8s.core.v1.Service(`${name}-client`, {
+        const client = new k8s.core.v1.Service(`${name}-client`, {
             metadata: { name: CLIENT_SERVICE_NAME, namespace, labels: this.podLabels },
             spec: {
                 type: "ClusterIP",
@@ -305,7 +305,7 @@ export class Postgres extends pulumi.ComponentResource {
         this.namespace = namespace;
         this.statefulSetName = this.statefulSet.metadata.name;
         this.primaryHost = pulumi.interpolate`${this.statefulSet.metadata.name}-0.${headless.metadata.name}.${namespace}.svc.cluster.local`;
-        this.serviceHost = pulumi.interpolate`${CLIENT_SERVICE_NAME}.${namespace}.svc.cluster.local`;
+        this.serviceHost = pulumi.interpolate`${client.metadata.name}.${namespace}.svc.cluster.local`;
         this.port = pulumi.output(POSTGRES_PORT);
         this.databaseName = pulumi.output(MLFLOW_DATABASE);
         this.authDatabaseName = pulumi.output(MLFLOW_AUTH_DATABASE);

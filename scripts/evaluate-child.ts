@@ -7,7 +7,7 @@ import * as path from "path";
 import YAML from "yaml";
 import { RecordingMocks } from "./mocks";
 
-export const PROJECT = "mlflow-platform";
+const PROJECT = "mlflow-platform";
 const root = path.join(__dirname, "..");
 
 interface OptionsRecord {
@@ -26,7 +26,7 @@ function describe(r: unknown): string {
 }
 
 /** Stack file values as the Pulumi CLI hands them to the program: strings, objects as JSON. */
-export function stackConfig(stack: string, overrides: Record<string, unknown>): Record<string, string> {
+function stackConfig(stack: string, overrides: Record<string, unknown>): Record<string, string> {
     const file = path.join(root, "stacks", `Pulumi.${stack}.yaml`);
     const doc = YAML.parse(fs.readFileSync(file, "utf8")) as { config?: Record<string, unknown> };
     const merged: Record<string, unknown> = { ...(doc.config ?? {}) };

@@ -99,21 +99,22 @@ export function writeRender(files: Map<string, string>, outDir: string): void {
     }
 }
 
-export function countsByType(ev: Evaluation): string {
+/** How many resources of each type an evaluation creates. */
+function countByType(ev: Evaluation): Map<string, number> {
     const counts = new Map<string, number>();
     for (const r of ev.resources) counts.set(r.type, (counts.get(r.type) ?? 0) + 1);
-    const rows = [...counts].sort(([a], [b]) => a.localeCompare(b));
+    return counts;
+}
+
+export function countsByType(ev: Evaluation): string {
+    const rows = [...countByType(ev)].sort(([a], [b]) => a.localeCompare(b));
     const width = Math.max(...rows.map(([t]) => t.length));
     return rows.map(([t, n]) => `${t.padEnd(width)}  ${n}`).join("\n") + `\n${"total".padEnd(width)}  ${ev.resources.length}\n`;
 }
 
 /** The README's table of resource counts per type for several stacks. */
 export function countsTable(evs: Evaluation[]): string {
-    const counts = evs.map((ev) => {
-        const m = new Map<string, number>();
-        for (const r of ev.resources) m.set(r.type, (m.get(r.type) ?? 0) + 1);
-        return m;
-    });
+    const counts = evs.map(countByType);
     const types = [...new Set(counts.flatMap((m) => [...m.keys()]))].sort();
     const rows = types.map((t) => `| \`${t}\` | ${counts.map((m) => m.get(t) ?? 0).join(" | ")} |`);
     const total = `| total | ${evs.map((ev) => ev.resources.length).join(" | ")} |`;
