@@ -25,6 +25,49 @@ export interface PostgresArgs {
     clients: PostgresClient[];
     /** Prod: refuse to delete what holds data or the passwords that open it. */
     protectData: boolean;
+    /** What other components add to the database pod, each concern staying in its own file. */
+    podExtras?: PostgresPodExtras[];
+}
+
+/**
+ * Additions to the database pod from other components (WAL archiving, the metrics exporter).
+ * Plain inputs, so those components can be built before the StatefulSet that carries them.
+ */
+export interface PostgresPodExtras {
+    /** Containers beside postgres (sidecars). */
+    containers?: k8s.types.input.core.v1.Container[];
+    /** Init containers, run before postgres starts (e.g. copying a tool into a shared volume). */
+    initContainers?: k8s.types.input.core.v1.Container[];
+    volumes?: k8s.types.input.core.v1.Volume[];
+    /** Extra environment and mounts of the postgres container itself. */
+    env?: k8s.types.input.core.v1.EnvVar[];
+    volumeMounts?: k8s.types.input.core.v1.VolumeMount[];
+    /** The pod's ServiceAccount (IRSA). At most one extra may set it; without one no token is mounted. */
+    serviceAccountName?: string;
+    /** postgresql.conf settings (name -> value as written in the file) beside the sized defaults. */
+    settings?: [string, string][];
+    /** NetworkPolicy ingress rules beside the database clients' rule (e.g. a metrics scrape). */
+    ingress?: k8s.types.input.networking.v1.NetworkPolicyIngressRule[];
+}
+
+/** Merges the extras of several components; a setting or ServiceAccount given twice is a bug. */
+export function mergePodExtras(extras: PostgresPodExtras[]): Required<Omit<PostgresPodExtras, "serviceAccountName">> & { serviceAccountName?: string } {
+    const accounts = extras.map((e) => e.serviceAccountName).filter((n): n is string => n !== undefined);
+    if (accounts.length > 1) throw new Error(`two components set the database pod's ServiceAccount: ${accounts.join(", ")}`);
+    const settings = extras.flatMap((e) => e.settings ?? []);
+    const names = settings.map(([k]) => k);
+    const twice = names.filter((k, i) => names.indexOf(k) !== i);
+    if (twice.length > 0) throw new Error(`postgresql.conf settings given twice: ${twice.join(", ")}`);
+    return {
+        containers: extras.flatMap((e) => e.containers ?? []),
+        initContainers: extras.flatMap((e) => e.initContainers ?? []),
+        volumes: extras.flatMap((e) => e.volumes ?? []),
+        env: extras.flatMap((e) => e.env ?? []),
+        volumeMounts: extras.flatMap((e) => e.volumeMounts ?? []),
+        serviceAccountName: accounts[0],
+        settings,
+        ingress: extras.flatMap((e) => e.ingress ?? []),
+    };
 }
 
 export const POSTGRES_PORT = 5432;
@@ -46,7 +89,7 @@ const MiB = 1024 * 1024;
  * dedicated server (shared_buffers a quarter of memory, the cache estimate most of the rest)
  * scaled down to what the cgroup allows, so PostgreSQL is never OOM-killed by its own settings.
  */
-export function postgresConf(memoryLimit: string, maxConnections: number): string {
+export function postgresConf(memoryLimit: string, maxConnections: number, extra: [string, string][] = []): string {
     const mem = quantityBytes(memoryLimit);
     const mb = (bytes: number) => `${Math.max(1, Math.floor(bytes / MiB))}MB`;
     const sharedBuffers = mem / 4;
@@ -78,7 +121,9 @@ export function postgresConf(memoryLimit: string, maxConnections: number): strin
         ["log_timezone", "'UTC'"],
         ["timezone", "'UTC'"],
     ];
-    return settings.map(([k, v]) => `${k} = ${v}`).join("\n") + "\n";
+    const clash = extra.filter(([k]) => settings.some(([own]) => own === k)).map(([k]) => k);
+    if (clash.length > 0) throw new Error(`postgresql.conf settings already sized here: ${clash.join(", ")}`);
+    return [...settings, ...extra].map(([k, v]) => `${k} = ${v}`).join("\n") + "\n";
 }
 
 /** Reads a file that ships with the program (scripts mounted into pods). */
@@ -148,7 +193,8 @@ export class Postgres extends pulumi.ComponentResource {
             "app.kubernetes.io/component": "database",
         };
 
-        const conf = postgresConf(args.resources.memoryLimit, args.maxConnections);
+        const extras = mergePodExtras(args.podExtras ?? []);
+        const conf = postgresConf(args.resources.memoryLimit, args.maxConnections, extras.settings);
         const initScript = asset("postgres", "scripts", "init-db.sh");
         const config = new k8s.core.v1.ConfigMap(`${name}-config`, {
             metadata: { namespace },
@@ -204,7 +250,10 @@ export class Postgres extends pulumi.ComponentResource {
                         annotations: { "platform/config-sha256": sha256(conf + initScript) },
                     },
                     spec: {
-                        automountServiceAccountToken: false,
+                        // A token only for a component that needs one (IRSA for WAL archiving).
+                        ...(extras.serviceAccountName !== undefined
+                            ? { serviceAccountName: extras.serviceAccountName, automountServiceAccountToken: true }
+                            : { automountServiceAccountToken: false }),
                         enableServiceLinks: false,
                         // Long enough for a fast shutdown with a checkpoint on a busy database.
                         terminationGracePeriodSeconds: 120,
@@ -216,6 +265,7 @@ export class Postgres extends pulumi.ComponentResource {
                             runAsNonRoot: true,
                             seccompProfile: { type: "RuntimeDefault" },
                         },
+                        ...(extras.initContainers.length > 0 ? { initContainers: extras.initContainers } : {}),
                         containers: [{
                             name: "postgres",
                             image: this.image,
@@ -233,6 +283,7 @@ export class Postgres extends pulumi.ComponentResource {
                                 envFromSecret("MLFLOW_DB_PASSWORD", mlflowSecret, "password"),
                                 envFromSecret("BACKUP_DB_USER", backupSecret, "username"),
                                 envFromSecret("BACKUP_DB_PASSWORD", backupSecret, "password"),
+                                ...extras.env,
                             ],
                             resources: {
                                 requests: { cpu: args.resources.cpuRequest, memory: args.resources.memoryRequest },
@@ -265,14 +316,16 @@ export class Postgres extends pulumi.ComponentResource {
                                 { name: "tmp", mountPath: "/tmp" },
                                 // Parallel queries use /dev/shm; a container's default is 64 MB.
                                 { name: "dshm", mountPath: "/dev/shm" },
+                                ...extras.volumeMounts,
                             ],
-                        }],
+                        }, ...extras.containers],
                         volumes: [
                             { name: "config", configMap: { name: config.metadata.name } },
                             { name: "initdb", configMap: { name: init.metadata.name } },
                             { name: "run", emptyDir: {} },
                             { name: "tmp", emptyDir: {} },
                             { name: "dshm", emptyDir: { medium: "Memory", sizeLimit: "256Mi" } },
+                            ...extras.volumes,
                         ],
                     },
                 },
@@ -298,7 +351,7 @@ export class Postgres extends pulumi.ComponentResource {
                         podSelector: { matchLabels: c.podLabels },
                     })),
                     ports: [{ protocol: "TCP", port: POSTGRES_PORT }],
-                }],
+                }, ...extras.ingress],
             },
         }, { parent: this });
 

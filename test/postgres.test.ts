@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { describe, it } from "node:test";
-import { postgresConf } from "../components/postgres";
+import { mergePodExtras, postgresConf } from "../components/postgres";
 import { EvaluatedResource } from "../scripts/evaluate";
 import { all, one, stack, STACKS } from "./support/stacks";
 
@@ -26,6 +26,23 @@ describe("postgresql.conf", () => {
         assert.match(conf, /^password_encryption = 'scram-sha-256'$/m);
         // Small limits never push work_mem below PostgreSQL's own default.
         assert.match(postgresConf("256Mi", 100), /^work_mem = 4MB$/m);
+    });
+});
+
+describe("database pod extras", () => {
+    it("merges what several components add and refuses contradictions", () => {
+        const m = mergePodExtras([
+            { settings: [["archive_mode", "on"]], serviceAccountName: "postgres", env: [{ name: "A", value: "1" }] },
+            { settings: [["shared_preload_libraries", "'pg_stat_statements'"]], containers: [{ name: "exporter", image: "x:1" }] },
+        ]);
+        assert.deepEqual(m.settings.map(([k]) => k), ["archive_mode", "shared_preload_libraries"]);
+        assert.equal(m.serviceAccountName, "postgres");
+        assert.equal(m.containers.length, 1);
+        assert.throws(() => mergePodExtras([{ serviceAccountName: "a" }, { serviceAccountName: "b" }]), /ServiceAccount: a, b/);
+        assert.throws(() => mergePodExtras([{ settings: [["archive_mode", "on"]] }, { settings: [["archive_mode", "off"]] }]), /given twice: archive_mode/);
+        // The sized settings are this component's: another component may not override them silently.
+        assert.throws(() => postgresConf("1Gi", 100, [["max_connections", "500"]]), /already sized here: max_connections/);
+        assert.match(postgresConf("1Gi", 100, [["archive_mode", "on"]]), /^archive_mode = on$/m);
     });
 });
 
