@@ -30,6 +30,15 @@ export interface PostgresArgs {
 }
 
 /**
+ * Name of the Secret (keys username, password) of an extra database role (PostgresArgs.extraRoles).
+ * Fixed, so components built before the StatefulSet (pod extras such as the metrics exporter) can
+ * refer to it.
+ */
+export function roleSecretName(role: string): string {
+    return `postgres-role-${role.replace(/_/g, "-")}`;
+}
+
+/**
  * Additions to the database pod from other components (WAL archiving, the metrics exporter).
  * Plain inputs, so those components can be built before the StatefulSet that carries them.
  */
