@@ -1,5 +1,6 @@
 // Reads the stack's configuration and wires the platform's components together; no other logic.
-import { Backup, BACKUP_POD_LABELS, RESTORE_POD_LABELS } from "./components/backup";
+import { Backup, BACKUP_POD_LABELS, logicalBackupExpirations, RESTORE_POD_LABELS } from "./components/backup";
+import { BackupStore } from "./components/backupStore";
 import { Cluster } from "./components/cluster";
 import { Mlflow, MLFLOW_POD_LABELS } from "./components/mlflow";
 import { Postgres } from "./components/postgres";
@@ -14,6 +15,15 @@ const k8sOpts = { providers: { kubernetes: cluster.provider } };
 
 const storage = new StorageClass("storage", config.storage, { ...k8sOpts, dependsOn: [cluster.ebsCsiAddon] });
 
+// Before the database: WAL archiving in the database pod writes here.
+const backupStore = new BackupStore("backup", {
+    encryption: config.backup.encryption,
+    expirations: logicalBackupExpirations(config.backup.retentionDays),
+    noncurrentVersionDays: config.backup.retentionDays,
+    objectLockDays: config.backup.objectLock ? config.backup.objectLockDays : undefined,
+    protectData: config.protectData,
+});
+
 const postgres = new Postgres("postgres", {
     ...config.postgres,
     storageClassName: storage.className,
@@ -27,6 +37,7 @@ const postgres = new Postgres("postgres", {
 
 const backup = new Backup("backup", {
     ...config.backup,
+    bucket: backupStore,
     namespace: postgres.namespace,
     postgresHost: postgres.primaryHost,
     postgresPort: postgres.port,
@@ -38,8 +49,6 @@ const backup = new Backup("backup", {
     oidcProviderArn: cluster.oidcProviderArn,
     oidcIssuer: cluster.oidcIssuer,
     region: config.region,
-    objectLockDays: config.backup.objectLock ? config.backup.objectLockDays : undefined,
-    protectData: config.protectData,
 }, k8sOpts);
 
 const mlflow = new Mlflow("mlflow", {
@@ -69,7 +78,7 @@ export const postgresPort = postgres.port;
 export const postgresNamespace = postgres.namespace;
 export const postgresSuperuserSecret = postgres.superuserSecretName;
 export const postgresMlflowSecret = postgres.mlflowSecretName;
-export const backupBucket = backup.bucketName;
+export const backupBucket = backupStore.bucketName;
 export const backupCronJob = backup.backupCronJobName;
 export const restoreCronJob = backup.restoreCronJobName;
 export const restoreVerifyCronJob = backup.verifyCronJobName;

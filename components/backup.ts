@@ -2,10 +2,13 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as fs from "fs";
 import * as path from "path";
+import { BackupBucket } from "./backupStore";
 import { IrsaRole } from "./irsaRole";
-import { SecureBucket } from "./secureBucket";
+import { PrefixExpiration } from "./secureBucket";
 
 export interface BackupArgs {
+    /** The bucket the dumps go to (a BackupStore, built before the database). */
+    bucket: BackupBucket;
     /** The database's namespace: the jobs run beside it and read its Secrets. */
     namespace: pulumi.Input<string>;
     /** Where pg_dump connects: the primary's DNS name and port. */
@@ -25,17 +28,13 @@ export interface BackupArgs {
     region: string;
     schedule: string;
     timeZone: string;
-    retentionDays: number;
     databases: string[];
     encryption: "aws:kms" | "AES256";
-    /** Governance-mode Object Lock days; undefined leaves it off. */
-    objectLockDays?: number;
     verifySchedule: string;
     verifySuspended: boolean;
     /** Scratch space for a restore: the downloaded dump plus the restored database in verify. */
     scratchSize: string;
     awsCliImageTag: string;
-    protectData: boolean;
 }
 
 /** Key prefix of everything the scripts write; the IAM policies are scoped to it. */
@@ -52,6 +51,15 @@ const SCRIPTS_MOUNT = "/opt/backup";
 // The aws-cli image's installation, copied by an init container into a volume mounted at the same
 // path, so its absolute symlinks resolve: the AWS CLI runs in the postgres image, nothing installed.
 const AWS_CLI_DIR = "/usr/local/aws-cli";
+
+/** The bucket's lifecycle rules for what the logical backup jobs write. */
+export function logicalBackupExpirations(retentionDays: number): PrefixExpiration[] {
+    return [
+        { id: "expire-backups", prefix: `${BACKUP_PREFIX}/runs/`, days: retentionDays },
+        // Uploads that never got published (a failed run) are garbage after a day.
+        { id: "expire-staging", prefix: `${BACKUP_PREFIX}/.staging/`, days: 1, noncurrentDays: 1 },
+    ];
+}
 
 /** Every script the pods run, read from the repo: the same files the tests execute. */
 export function backupScripts(): Record<string, string> {
@@ -87,7 +95,7 @@ export function restorePolicy(bucketArn: string, kmsKeyArn?: string): string {
 }
 
 /**
- * Nightly pg_dump of PostgreSQL streamed to a hardened S3 bucket, a suspended restore job for
+ * Nightly pg_dump of PostgreSQL streamed to the backup bucket, a suspended restore job for
  * humans to run, and a scheduled job that proves the latest backup restores.
  */
 export class Backup extends pulumi.ComponentResource {
@@ -101,19 +109,7 @@ export class Backup extends pulumi.ComponentResource {
     constructor(name: string, args: BackupArgs, opts?: pulumi.ComponentResourceOptions) {
         super("platform:index:Backup", name, {}, opts);
 
-        const bucket = new SecureBucket(`${name}-store`, {
-            purpose: "PostgreSQL backups",
-            encryption: args.encryption,
-            expirations: [
-                { id: "expire-backups", prefix: `${BACKUP_PREFIX}/runs/`, days: args.retentionDays },
-                // Uploads that never got published (a failed run) are garbage after a day.
-                { id: "expire-staging", prefix: `${BACKUP_PREFIX}/.staging/`, days: 1, noncurrentDays: 1 },
-            ],
-            noncurrentVersionDays: args.retentionDays,
-            objectLockDays: args.objectLockDays,
-            protectData: args.protectData,
-        }, { parent: this });
-
+        const bucket = args.bucket;
         const keyArn = bucket.kmsKeyArn ?? pulumi.output(undefined);
         const role = (suffix: string, serviceAccountName: string, policy: (b: string, k?: string) => string) =>
             new IrsaRole(`${name}-${suffix}`, {

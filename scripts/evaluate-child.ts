@@ -18,6 +18,17 @@ interface OptionsRecord {
     retainOnDelete: boolean;
     ignoreChanges: string[];
     dependsOn: string[];
+    /** As given: URNs or alias objects, possibly Outputs; resolved after the program ran. */
+    aliases: unknown[];
+}
+
+/** An alias with every Output inside resolved, e.g. { parent: "urn:pulumi:..." }. */
+async function resolveAlias(a: unknown): Promise<unknown> {
+    const value = async (v: unknown): Promise<unknown> =>
+        pulumi.Output.isInstance(v) ? new Promise((r) => (v as pulumi.Output<unknown>).apply(r)) : v;
+    const plain = await value(a);
+    if (plain === null || typeof plain !== "object") return plain;
+    return Object.fromEntries(await Promise.all(Object.entries(plain).map(async ([k, v]) => [k, await value(v)])));
 }
 
 function describe(r: unknown): string {
@@ -57,6 +68,7 @@ async function main(): Promise<void> {
                 retainOnDelete: o.retainOnDelete === true,
                 ignoreChanges: o.ignoreChanges ?? [],
                 dependsOn: ([] as unknown[]).concat(o.dependsOn ?? []).map(describe),
+                aliases: o.aliases ?? [],
             });
             return undefined;
         });
@@ -78,10 +90,11 @@ async function main(): Promise<void> {
         await new Promise((r) => setTimeout(r, 100));
     }
 
-    const resources = mocks.resources.map((r) => {
+    const resources = await Promise.all(mocks.resources.map(async (r) => {
         const o = options.find((x) => x.type === r.type && x.name === r.name);
-        return { ...r, parent: o?.parent, protect: o?.protect ?? false, retainOnDelete: o?.retainOnDelete ?? false, ignoreChanges: o?.ignoreChanges ?? [], dependsOn: o?.dependsOn ?? [] };
-    });
+        const aliases = await Promise.all((o?.aliases ?? []).map(resolveAlias));
+        return { ...r, parent: o?.parent, protect: o?.protect ?? false, retainOnDelete: o?.retainOnDelete ?? false, ignoreChanges: o?.ignoreChanges ?? [], dependsOn: o?.dependsOn ?? [], aliases };
+    }));
     fs.writeFileSync(outFile, JSON.stringify({ stack, resources, calls: mocks.calls, outputs }, null, 1));
 }
 

@@ -13,6 +13,8 @@ export interface EvaluatedResource extends RecordedResource {
     retainOnDelete: boolean;
     ignoreChanges: string[];
     dependsOn: string[];
+    /** Former identities (URNs, or objects such as { parent: <urn> }) that keep state on a move. */
+    aliases: unknown[];
 }
 
 export interface Evaluation {
