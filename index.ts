@@ -59,7 +59,7 @@ const mlflow = new Mlflow("mlflow", {
     authDatabaseName: postgres.authDatabaseName,
     databaseUsername: postgres.mlflowUsername,
     databasePassword: postgres.mlflowPassword,
-    databaseReady: postgres.statefulSet,
+    databaseReady: postgres.rolesReconciled,
     oidcProviderArn: cluster.oidcProviderArn,
     oidcIssuer: cluster.oidcIssuer,
     region: config.region,

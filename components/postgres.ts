@@ -5,6 +5,9 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { quantityBytes, ResourceSpec } from "../config";
+import { DatabaseRole, RoleReconcile, ROLE_RECONCILE_POD_LABELS, validateRoles } from "./databaseRoles";
+
+export { DatabaseRole } from "./databaseRoles";
 
 /** Pods allowed to reach PostgreSQL: a namespace and the labels its pods carry. */
 export interface PostgresClient {
@@ -27,6 +30,8 @@ export interface PostgresArgs {
     protectData: boolean;
     /** What other components add to the database pod, each concern staying in its own file. */
     podExtras?: PostgresPodExtras[];
+    /** Roles other components need (metrics, base backups); kept in step by the role reconcile Job. */
+    extraRoles?: DatabaseRole[];
 }
 
 /**
@@ -165,6 +170,11 @@ export class Postgres extends pulumi.ComponentResource {
     public readonly backupSecretName: pulumi.Output<string>;
     public readonly mlflowSecretName: pulumi.Output<string>;
     public readonly statefulSet: k8s.apps.v1.StatefulSet;
+    /**
+     * Succeeds once every role, database, password and grant matches the program: what clients of
+     * the database (MLflow) wait for, so a rotated password reaches PostgreSQL before they use it.
+     */
+    public readonly rolesReconciled: k8s.batch.v1.Job;
     public readonly statefulSetName: pulumi.Output<string>;
     /** The server's image: backup jobs use the same one so pg_dump matches the server. */
     public readonly image: string;
@@ -193,7 +203,22 @@ export class Postgres extends pulumi.ComponentResource {
         this.mlflowPassword = password("mlflow");
         const superuser = secret("superuser", SUPERUSER, password("superuser"));
         const mlflowSecret = secret("mlflow", MLFLOW_DB_USER, this.mlflowPassword);
-        const backupSecret = secret("backup", BACKUP_DB_USER, password("backup"));
+        const backupPassword = password("backup");
+        const backupSecret = secret("backup", BACKUP_DB_USER, backupPassword);
+
+        const extraRoles = args.extraRoles ?? [];
+        validateRoles(extraRoles);
+        const rolePasswords = extraRoles.map((r) => password(`role-${r.name}`));
+        const roleSecrets = extraRoles.map((r, i) => new k8s.core.v1.Secret(`${name}-role-${r.name}`, {
+            metadata: {
+                // Fixed: components built before this one (pod extras) refer to it by name.
+                name: roleSecretName(r.name),
+                namespace,
+                labels: { "app.kubernetes.io/name": "postgres", "app.kubernetes.io/instance": name },
+            },
+            type: "Opaque",
+            stringData: { username: r.name, password: rolePasswords[i] },
+        }, dataOpts));
 
         this.image = `public.ecr.aws/docker/library/postgres:${args.imageTag}`;
         this.podLabels = {
@@ -238,6 +263,15 @@ export class Postgres extends pulumi.ComponentResource {
             name: envName,
             valueFrom: { secretKeyRef: { name: s.metadata.name, key } },
         });
+        // What init-db.sh needs, in the pod (first init) and in the role reconcile Job (every update).
+        const coreEnv = [
+            { name: "MLFLOW_DB_NAME", value: MLFLOW_DATABASE },
+            { name: "MLFLOW_AUTH_DB_NAME", value: MLFLOW_AUTH_DATABASE },
+            envFromSecret("MLFLOW_DB_USER", mlflowSecret, "username"),
+            envFromSecret("MLFLOW_DB_PASSWORD", mlflowSecret, "password"),
+            envFromSecret("BACKUP_DB_USER", backupSecret, "username"),
+            envFromSecret("BACKUP_DB_PASSWORD", backupSecret, "password"),
+        ];
         const pgIsReady = ["/bin/sh", "-c", `exec pg_isready -U "$POSTGRES_USER" -d postgres -h 127.0.0.1 -p ${POSTGRES_PORT}`];
 
         this.statefulSet = new k8s.apps.v1.StatefulSet(`${name}-statefulset`, {
@@ -286,12 +320,7 @@ export class Postgres extends pulumi.ComponentResource {
                                 { name: "POSTGRES_DB", value: "postgres" },
                                 // A volume's root holds lost+found, and initdb refuses a non-empty directory.
                                 { name: "PGDATA", value: `${DATA_MOUNT}/pgdata` },
-                                { name: "MLFLOW_DB_NAME", value: MLFLOW_DATABASE },
-                                { name: "MLFLOW_AUTH_DB_NAME", value: MLFLOW_AUTH_DATABASE },
-                                envFromSecret("MLFLOW_DB_USER", mlflowSecret, "username"),
-                                envFromSecret("MLFLOW_DB_PASSWORD", mlflowSecret, "password"),
-                                envFromSecret("BACKUP_DB_USER", backupSecret, "username"),
-                                envFromSecret("BACKUP_DB_PASSWORD", backupSecret, "password"),
+                                ...coreEnv,
                                 ...extras.env,
                             ],
                             resources: {
@@ -355,7 +384,7 @@ export class Postgres extends pulumi.ComponentResource {
                 podSelector: { matchLabels: this.podLabels },
                 policyTypes: ["Ingress"],
                 ingress: [{
-                    from: args.clients.map((c) => ({
+                    from: [...args.clients, { namespace, podLabels: ROLE_RECONCILE_POD_LABELS }].map((c) => ({
                         namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": c.namespace } },
                         podSelector: { matchLabels: c.podLabels },
                     })),
@@ -364,9 +393,22 @@ export class Postgres extends pulumi.ComponentResource {
             },
         }, { parent: this });
 
+        this.primaryHost = pulumi.interpolate`${this.statefulSet.metadata.name}-0.${headless.metadata.name}.${namespace}.svc.cluster.local`;
+        const reconcile = new RoleReconcile(`${name}-roles`, {
+            namespace,
+            image: this.image,
+            host: this.primaryHost,
+            port: POSTGRES_PORT,
+            superuserSecretName: superuser.metadata.name,
+            coreEnv,
+            roles: extraRoles,
+            roleSecretNames: Object.fromEntries(extraRoles.map((r, i) => [r.name, roleSecrets[i].metadata.name])),
+            passwords: [this.mlflowPassword, backupPassword, ...rolePasswords],
+        }, { parent: this, dependsOn: [this.statefulSet, ...roleSecrets, mlflowSecret, backupSecret] });
+        this.rolesReconciled = reconcile.job;
+
         this.namespace = namespace;
         this.statefulSetName = this.statefulSet.metadata.name;
-        this.primaryHost = pulumi.interpolate`${this.statefulSet.metadata.name}-0.${headless.metadata.name}.${namespace}.svc.cluster.local`;
         this.serviceHost = pulumi.interpolate`${client.metadata.name}.${namespace}.svc.cluster.local`;
         this.port = pulumi.output(POSTGRES_PORT);
         this.databaseName = pulumi.output(MLFLOW_DATABASE);

@@ -151,7 +151,7 @@ for (const name of STACKS) {
             assert.match(sts.inputs.spec.template.metadata.annotations["platform/config-sha256"], /^[0-9a-f]{64}$/);
         });
 
-        it("admits port 5432 only from MLflow, backup and restore pods", async () => {
+        it("admits port 5432 only from MLflow, backup, restore and role reconcile pods", async () => {
             const ev = await stack(name);
             const np = one(ev, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "postgres-ingress");
             const sts = one(ev, "kubernetes:apps/v1:StatefulSet", "postgres-statefulset");
@@ -163,6 +163,7 @@ for (const name of STACKS) {
                 { namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "mlflow" } }, podSelector: { matchLabels: { "app.kubernetes.io/name": "mlflow", "app.kubernetes.io/instance": "mlflow" } } },
                 { namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "data" } }, podSelector: { matchLabels: { "app.kubernetes.io/name": "postgres-backup", "app.kubernetes.io/component": "backup" } } },
                 { namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "data" } }, podSelector: { matchLabels: { "app.kubernetes.io/name": "postgres-backup", "app.kubernetes.io/component": "restore" } } },
+                { namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "data" } }, podSelector: { matchLabels: { "app.kubernetes.io/name": "postgres", "app.kubernetes.io/component": "role-reconcile" } } },
             ]);
             // The selectors match the pods they are meant for.
             const backup = one(ev, "kubernetes:batch/v1:CronJob", "backup-postgres-backup");
