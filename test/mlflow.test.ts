@@ -55,7 +55,7 @@ for (const name of STACKS) {
             assert.equal(r.inputs.atomic, true);
             assert.ok(r.inputs.timeout >= 300);
             assert.equal(r.provider, clusterProviderRef(ev));
-            assert.ok(r.dependsOn.includes("kubernetes:apps/v1:StatefulSet::postgres-statefulset"), "waits for PostgreSQL");
+            assert.ok(r.dependsOn.includes("kubernetes:batch/v1:Job::postgres-roles-job"), "waits for PostgreSQL and its roles (the role reconcile Job)");
         });
 
         it("wires the backend to PostgreSQL's outputs and its credentials Secret", async () => {
