@@ -1,6 +1,7 @@
 // Evaluates the Pulumi program for one stack under mocks, in a process of its own (the program is
 // a module with side effects: it runs once per process), and writes what it recorded as JSON.
-// Usage: tsx scripts/evaluate-child.ts <stack> <out.json>   (EVAL_CONFIG_OVERRIDES: JSON of key -> value|null)
+// Usage: tsx scripts/evaluate-child.ts <stack> <out.json>   (EVAL_CONFIG_OVERRIDES: JSON of key -> value|null;
+// a key may name a field inside a section, "mlflow-platform:cluster.nodeDesiredSize", like `pulumi config set --path`)
 import * as pulumi from "@pulumi/pulumi";
 import * as fs from "fs";
 import * as path from "path";
@@ -17,6 +18,8 @@ interface OptionsRecord {
     protect: boolean;
     retainOnDelete: boolean;
     ignoreChanges: string[];
+    replaceOnChanges: string[];
+    deleteBeforeReplace: boolean;
     dependsOn: string[];
     /** As given: URNs or alias objects, possibly Outputs; resolved after the program ran. */
     aliases: unknown[];
@@ -42,8 +45,19 @@ function stackConfig(stack: string, overrides: Record<string, unknown>): Record<
     const doc = YAML.parse(fs.readFileSync(file, "utf8")) as { config?: Record<string, unknown> };
     const merged: Record<string, unknown> = { ...(doc.config ?? {}) };
     for (const [k, v] of Object.entries(overrides)) {
-        if (v === null) delete merged[k];
-        else merged[k] = v;
+        const [key, ...fieldPath] = k.split(".");
+        if (fieldPath.length === 0) {
+            if (v === null) delete merged[key];
+            else merged[key] = v;
+            continue;
+        }
+        const root = structuredClone((merged[key] ?? {}) as Record<string, unknown>);
+        let obj = root;
+        for (const f of fieldPath.slice(0, -1)) obj = (obj[f] ??= {}) as Record<string, unknown>;
+        const last = fieldPath[fieldPath.length - 1];
+        if (v === null) delete obj[last];
+        else obj[last] = v;
+        merged[key] = root;
     }
     return Object.fromEntries(Object.entries(merged).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]));
 }
@@ -67,6 +81,8 @@ async function main(): Promise<void> {
                 protect: o.protect === true,
                 retainOnDelete: o.retainOnDelete === true,
                 ignoreChanges: o.ignoreChanges ?? [],
+                replaceOnChanges: o.replaceOnChanges ?? [],
+                deleteBeforeReplace: o.deleteBeforeReplace === true,
                 dependsOn: ([] as unknown[]).concat(o.dependsOn ?? []).map(describe),
                 aliases: o.aliases ?? [],
             });
@@ -93,7 +109,7 @@ async function main(): Promise<void> {
     const resources = await Promise.all(mocks.resources.map(async (r) => {
         const o = options.find((x) => x.type === r.type && x.name === r.name);
         const aliases = await Promise.all((o?.aliases ?? []).map(resolveAlias));
-        return { ...r, parent: o?.parent, protect: o?.protect ?? false, retainOnDelete: o?.retainOnDelete ?? false, ignoreChanges: o?.ignoreChanges ?? [], dependsOn: o?.dependsOn ?? [], aliases };
+        return { ...r, parent: o?.parent, protect: o?.protect ?? false, retainOnDelete: o?.retainOnDelete ?? false, ignoreChanges: o?.ignoreChanges ?? [], replaceOnChanges: o?.replaceOnChanges ?? [], deleteBeforeReplace: o?.deleteBeforeReplace ?? false, dependsOn: o?.dependsOn ?? [], aliases };
     }));
     fs.writeFileSync(outFile, JSON.stringify({ stack, resources, calls: mocks.calls, outputs }, null, 1));
 }

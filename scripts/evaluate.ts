@@ -12,6 +12,8 @@ export interface EvaluatedResource extends RecordedResource {
     protect: boolean;
     retainOnDelete: boolean;
     ignoreChanges: string[];
+    replaceOnChanges: string[];
+    deleteBeforeReplace: boolean;
     dependsOn: string[];
     /** Former identities (URNs, or objects such as { parent: <urn> }) that keep state on a move. */
     aliases: unknown[];
@@ -27,6 +29,21 @@ export interface Evaluation {
 export class EvaluationError extends Error {}
 
 const root = path.join(__dirname, "..");
+
+/**
+ * What an operator must add to a committed stack file before it deploys (the README's prod
+ * section says so), as stand-ins for evaluating the stack offline. prod ships no
+ * cluster.publicAccessCidrs because only the operator knows the VPN's egress range; this one
+ * (RFC 2544's benchmarking block) stands for it.
+ */
+export const OPERATOR_SETTINGS: Record<string, Record<string, unknown>> = {
+    prod: { "mlflow-platform:cluster.publicAccessCidrs": ["198.18.0.0/15"] },
+};
+
+/** The stack as operators deploy it: committed file, operator settings, then the given overrides. */
+export function withOperatorSettings(stack: string, overrides: Record<string, unknown> = {}): Record<string, unknown> {
+    return { ...(OPERATOR_SETTINGS[stack] ?? {}), ...overrides };
+}
 
 export function evaluateStack(stack: string, overrides: Record<string, unknown> = {}): Promise<Evaluation> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pulumi-eval-"));

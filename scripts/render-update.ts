@@ -2,7 +2,7 @@
 // compare, and the README's table of resource counts.
 import * as fs from "fs";
 import * as path from "path";
-import { Evaluation, evaluateStack } from "./evaluate";
+import { Evaluation, evaluateStack, withOperatorSettings } from "./evaluate";
 import { countsTable, render, withCounts, writeRender } from "./render";
 
 const STACKS = ["dev", "prod"];
@@ -10,7 +10,7 @@ const STACKS = ["dev", "prod"];
 (async () => {
     const evs: Evaluation[] = [];
     for (const stack of STACKS) {
-        const ev = await evaluateStack(stack);
+        const ev = await evaluateStack(stack, withOperatorSettings(stack));
         evs.push(ev);
         writeRender(render(ev), path.join(__dirname, "..", "test", "snapshots", stack));
         process.stdout.write(`updated test/snapshots/${stack}\n`);

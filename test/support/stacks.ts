@@ -3,7 +3,7 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { EvaluatedResource, Evaluation, evaluateStack } from "../../scripts/evaluate";
+import { EvaluatedResource, Evaluation, evaluateStack, withOperatorSettings } from "../../scripts/evaluate";
 
 export const STACKS = ["dev", "prod"] as const;
 export type StackName = (typeof STACKS)[number];
@@ -22,7 +22,7 @@ function sourceHash(): string {
             h.update(rel).update(fs.readFileSync(abs));
         }
     };
-    for (const rel of ["index.ts", "config.ts", "components", "stacks", "scripts/mocks.ts", "scripts/evaluate-child.ts", "package-lock.json"]) walk(rel);
+    for (const rel of ["index.ts", "config.ts", "cron.ts", "timeZones.ts", "components", "stacks", "scripts/mocks.ts", "scripts/evaluate.ts", "scripts/evaluate-child.ts", "package-lock.json"]) walk(rel);
     return h.digest("hex").slice(0, 16);
 }
 
@@ -37,15 +37,58 @@ async function evaluateCached(name: StackName, overrides: Record<string, unknown
     return ev;
 }
 
-/** The program evaluated for a stack file, optionally with some config keys replaced. */
+/**
+ * The program evaluated for a stack file plus the settings its operator must add (OPERATOR_SETTINGS),
+ * optionally with some config keys replaced ("mlflow-platform:cluster.nodeDesiredSize": 4 replaces
+ * one field of a section; null removes a key).
+ */
 export function stack(name: StackName, overrides: Record<string, unknown> = {}): Promise<Evaluation> {
-    const id = `${name} ${JSON.stringify(overrides)}`;
+    const settings = withOperatorSettings(name, overrides);
+    const id = `${name} ${JSON.stringify(settings)}`;
     let ev = cache.get(id);
     if (!ev) {
-        ev = evaluateCached(name, overrides);
+        ev = evaluateCached(name, settings);
         cache.set(id, ev);
     }
     return ev;
+}
+
+/** Leaf paths (a.b[0].c) where two values differ. */
+export function differingPaths(a: unknown, b: unknown, at = ""): string[] {
+    const isObj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object";
+    if (!isObj(a) || !isObj(b) || Array.isArray(a) !== Array.isArray(b)) return JSON.stringify(a) === JSON.stringify(b) ? [] : [at];
+    const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort();
+    return keys.flatMap((k) => differingPaths(a[k], b[k], Array.isArray(a) ? `${at}[${k}]` : at ? `${at}.${k}` : k));
+}
+
+const OPTIONS = ["parent", "provider", "protect", "retainOnDelete", "ignoreChanges", "replaceOnChanges", "deleteBeforeReplace", "dependsOn", "aliases"] as const;
+
+/** What a second `pulumi up` with other config would do to each resource, as far as the program decides it. */
+export interface StackChanges {
+    added: string[];
+    removed: string[];
+    /** `<type>::<name>` -> the input paths and resource options that differ. */
+    changed: Map<string, { inputs: string[]; options: string[] }>;
+}
+
+/** Compares two evaluations of the program (before and after a config change), resource options included. */
+export function changesBetween(before: Evaluation, after: Evaluation): StackChanges {
+    const key = (r: EvaluatedResource) => `${r.type}::${r.name}`;
+    const old = new Map(before.resources.map((r) => [key(r), r]));
+    const now = new Map(after.resources.map((r) => [key(r), r]));
+    const changed = new Map<string, { inputs: string[]; options: string[] }>();
+    for (const [k, a] of now) {
+        const b = old.get(k);
+        if (!b) continue;
+        const inputs = differingPaths(b.inputs, a.inputs);
+        const options = OPTIONS.filter((o) => JSON.stringify(b[o]) !== JSON.stringify(a[o]));
+        if (inputs.length > 0 || options.length > 0) changed.set(k, { inputs, options });
+    }
+    return {
+        added: [...now.keys()].filter((k) => !old.has(k)),
+        removed: [...old.keys()].filter((k) => !now.has(k)),
+        changed,
+    };
 }
 
 export function all(ev: Evaluation, type: string): EvaluatedResource[] {
