@@ -2,6 +2,9 @@
 // is checked at program start, and all problems are reported together so a user fixes a stack
 // file in one pass instead of one `pulumi preview` per typo.
 import * as pulumi from "@pulumi/pulumi";
+import { cronProblem, timeZoneProblem } from "./cron";
+
+export { cronProblem } from "./cron";
 
 export type NatGatewayMode = "single" | "perAz";
 export type ReclaimPolicy = "Delete" | "Retain";
@@ -82,6 +85,8 @@ export interface PlatformConfig {
     region: string;
     /** Keep what holds data (volumes, buckets) when resources are deleted or the stack is destroyed. */
     protectData: boolean;
+    /** Explicit consent to settings that let a production stack's destroy delete data. */
+    allowDataLoss: boolean;
     cluster: ClusterConfig;
     storage: StorageConfig;
     postgres: PostgresConfig;
@@ -89,15 +94,20 @@ export interface PlatformConfig {
     mlflow: MlflowConfig;
 }
 
-/** The raw shape of the stack file: every field optional, every value unchecked. */
+/**
+ * Every top-level key the program reads from its namespace (`mlflow-platform:<key>`). Anything
+ * else there is refused: a typo such as `protectdata` would otherwise deploy the default. A new
+ * section is added here and validated below.
+ */
+export const TOP_LEVEL_KEYS = ["protectData", "allowDataLoss", "cluster", "storage", "postgres", "backup", "mlflow"] as const;
+
+/**
+ * The raw shape of the stack file: `region` from aws:region, then every key of the project's
+ * namespace as written (known or not), every value unchecked.
+ */
 export interface RawConfig {
     region?: unknown;
-    protectData?: unknown;
-    cluster?: unknown;
-    storage?: unknown;
-    postgres?: unknown;
-    backup?: unknown;
-    mlflow?: unknown;
+    [key: string]: unknown;
 }
 
 export const EKS_LOG_TYPES = ["api", "audit", "authenticator", "controllerManager", "scheduler"];
@@ -132,10 +142,38 @@ function section(p: Problems, key: string, value: unknown): Obj {
     return obj;
 }
 
+/** Levenshtein distance, for "did you mean" on misspelt keys. */
+export function editDistance(a: string, b: string): number {
+    const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+    for (let i = 1; i <= a.length; i++) {
+        let diag = row[0];
+        row[0] = i;
+        for (let j = 1; j <= b.length; j++) {
+            const up = row[j];
+            row[j] = Math.min(row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+            diag = up;
+        }
+    }
+    return row[b.length];
+}
+
+/** The known key a typo most likely meant: same letters in another case, or a few edits away. */
+export function didYouMean(key: string, known: readonly string[]): string | undefined {
+    const lower = key.toLowerCase();
+    let best: { k: string; d: number } | undefined;
+    for (const k of known) {
+        const d = k.toLowerCase() === lower ? 0 : editDistance(lower, k.toLowerCase());
+        if (d <= Math.max(1, Math.floor(k.length / 4)) && (best === undefined || d < best.d)) best = { k, d };
+    }
+    return best?.k;
+}
+
 /** Unknown keys are almost always typos; silently ignoring them would deploy the default instead. */
-function noUnknownKeys(p: Problems, key: string, obj: Obj, known: string[]): void {
+function noUnknownKeys(p: Problems, key: string, obj: Obj, known: readonly string[]): void {
     for (const k of Object.keys(obj)) {
-        if (!known.includes(k)) p.add(`${key}.${k}`, obj[k], `is not a known setting (known: ${known.join(", ")})`);
+        if (known.includes(k)) continue;
+        const guess = didYouMean(k, known);
+        p.add(key ? `${key}.${k}` : k, obj[k], `is not a known setting${guess ? `: did you mean ${key ? `${key}.` : ""}${guess}?` : ""} (known: ${known.join(", ")})`);
     }
 }
 
@@ -226,49 +264,57 @@ export function isIpv4Cidr(s: string): boolean {
     return addr % 2 ** (32 - prefix) === 0;
 }
 
-const CRON_FIELDS: { name: string; min: number; max: number; names?: string[] }[] = [
-    { name: "minute", min: 0, max: 59 },
-    { name: "hour", min: 0, max: 23 },
-    { name: "day of month", min: 1, max: 31 },
-    { name: "month", min: 1, max: 12, names: ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"] },
-    { name: "day of week", min: 0, max: 7, names: ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"] },
-];
-const CRON_MACROS = ["@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"];
+// RFC 5737's documentation ranges: copied from examples, never anyone's real address.
+const DOCUMENTATION_RANGES = ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"];
 
-/** Returns why a CronJob schedule is invalid, or undefined when Kubernetes accepts it. */
-export function cronProblem(schedule: string): string | undefined {
-    if (CRON_MACROS.includes(schedule)) return undefined;
-    if (/TZ=/.test(schedule)) return "must not set a time zone in the schedule (use timeZone)";
-    const fields = schedule.trim().split(/\s+/);
-    if (fields.length !== 5) return `has ${fields.length} fields; a cron schedule has 5 (minute hour day-of-month month day-of-week)`;
-    for (let i = 0; i < 5; i++) {
-        const f = CRON_FIELDS[i];
-        const value = (tok: string): number | undefined => {
-            const named = f.names?.indexOf(tok.toUpperCase()) ?? -1;
-            if (named >= 0) return named + (f.name === "month" ? 1 : 0);
-            return /^[0-9]+$/.test(tok) ? Number(tok) : undefined;
-        };
-        for (const part of fields[i].split(",")) {
-            const m = /^(\*|\?|([^-/]+)(-([^-/]+))?)(\/([0-9]+))?$/.exec(part);
-            const bad = `${f.name} field "${fields[i]}" is not valid (${f.min}-${f.max}, *, ranges a-b, steps /n, lists a,b)`;
-            if (!m) return bad;
-            if (m[6] !== undefined && Number(m[6]) < 1) return bad;
-            if (m[2] !== undefined) {
-                const lo = value(m[2]);
-                const hi = m[4] !== undefined ? value(m[4]) : lo;
-                if (lo === undefined || hi === undefined || lo < f.min || hi > f.max || lo > hi) return bad;
-            }
-        }
-    }
-    return undefined;
+function cidrRange(cidr: string): [number, number] {
+    const [ip, prefix] = cidr.split("/");
+    const start = ip.split(".").reduce((a, o) => a * 256 + Number(o), 0);
+    return [start, start + 2 ** (32 - Number(prefix)) - 1];
 }
 
-function isTimeZone(tz: string): boolean {
-    try {
-        new Intl.DateTimeFormat("en-US", { timeZone: tz });
-        return true;
-    } catch {
-        return false;
+function cidrWithin(inner: string, outer: string): boolean {
+    const [i0, i1] = cidrRange(inner);
+    const [o0, o1] = cidrRange(outer);
+    return o0 <= i0 && i1 <= o1;
+}
+
+const PUT_THERE = "list the egress CIDRs of your VPN or office (your address as seen by AWS: curl https://checkip.amazonaws.com, as /32), or set cluster.endpointPublicAccess: false and reach the API from inside the VPC";
+
+/** The public API endpoint's allow-list must let the operators in, and in prod only them. */
+function publicAccessProblems(p: Problems, cluster: ClusterConfig, unset: boolean, prod: boolean): void {
+    cluster.publicAccessCidrs.forEach((cidr, i) => {
+        const doc = DOCUMENTATION_RANGES.find((r) => cidrWithin(cidr, r));
+        if (doc) p.add(`cluster.publicAccessCidrs[${i}]`, cidr, `is in the documentation range ${doc}, which no real client uses: the cluster API would be unreachable; ${PUT_THERE}`);
+    });
+    if (!prod || !cluster.endpointPublicAccess) return;
+    if (unset) {
+        p.add("cluster.publicAccessCidrs", undefined, `is required in stack prod (the default 0.0.0.0/0 opens the API endpoint to the internet): ${PUT_THERE}`);
+    } else if (cluster.publicAccessCidrs.includes("0.0.0.0/0")) {
+        p.add("cluster.publicAccessCidrs", cluster.publicAccessCidrs, `must not contain 0.0.0.0/0 in stack prod: ${PUT_THERE}`);
+    }
+}
+
+/**
+ * The memory model behind postgres.maxConnections: the settings postgresConf (components/postgres.ts)
+ * writes for a memory limit are shared_buffers = limit/4 and maintenance_work_mem = limit/16 within
+ * 64MB-1GB; every connection must then still have room for at least one work_mem at its 4MB floor.
+ * (A backend may use several work_mem at once; the sizing spreads the rest of memory over three
+ * per connection, so this is the least a limit must allow, not a generous budget.)
+ */
+export const WORK_MEM_FLOOR_MIB = 4;
+
+export function maxConnectionsFor(memoryLimit: string): number {
+    const mib = quantityBytes(memoryLimit) / 1024 ** 2;
+    const maintenance = Math.min(1024, Math.max(64, mib / 16));
+    return Math.floor((mib - mib / 4 - maintenance) / WORK_MEM_FLOOR_MIB);
+}
+
+/** The smallest memory limit, in 256Mi steps, that fits `connections`. */
+export function memoryFor(connections: number): string {
+    for (let mib = 256; ; mib += 256) {
+        const q = mib % 1024 === 0 ? `${mib / 1024}Gi` : `${mib}Mi`;
+        if (maxConnectionsFor(q) >= connections) return q;
     }
 }
 
@@ -297,7 +343,12 @@ export function validateConfig(stack: string, raw: RawConfig): PlatformConfig {
 
     const region = str(p, "aws:region", raw.region, "", (s) => REGION.test(s), "is not an AWS commercial-partition region (e.g. us-east-1, eu-west-1)");
     if (raw.region === undefined) p.add("aws:region", undefined, "is required (pulumi config set aws:region us-east-1)");
+    const { region: _region, ...own } = raw;
+    noUnknownKeys(p, "", own, TOP_LEVEL_KEYS);
     const protectData = bool(p, "protectData", raw.protectData, false);
+    const allowDataLoss = bool(p, "allowDataLoss", raw.allowDataLoss, false);
+    // A production stack: named prod, or holding data worth protecting. Its destroy must never take data.
+    const production = stack === "prod" || protectData;
 
     const c = section(p, "cluster", raw.cluster);
     noUnknownKeys(p, "cluster", c, [
@@ -317,10 +368,11 @@ export function validateConfig(stack: string, raw: RawConfig): PlatformConfig {
         nodeMaxSize: int(p, "cluster.nodeMaxSize", c.nodeMaxSize, 3, 1, 100),
         nodeDiskSizeGiB: int(p, "cluster.nodeDiskSizeGiB", c.nodeDiskSizeGiB, 50, 20, 16384),
         endpointPublicAccess: bool(p, "cluster.endpointPublicAccess", c.endpointPublicAccess, true),
-        publicAccessCidrs: list(p, "cluster.publicAccessCidrs", c.publicAccessCidrs, ["0.0.0.0/0"], isIpv4Cidr, "is not an IPv4 CIDR (e.g. 203.0.113.0/24)"),
+        publicAccessCidrs: list(p, "cluster.publicAccessCidrs", c.publicAccessCidrs, ["0.0.0.0/0"], isIpv4Cidr, "is not an IPv4 CIDR (e.g. 100.24.0.0/16)"),
         logTypes: list(p, "cluster.logTypes", c.logTypes, ["api", "audit", "authenticator"], (s) => EKS_LOG_TYPES.includes(s), `is not an EKS log type (${EKS_LOG_TYPES.join(", ")})`, 0),
         deletionProtection: bool(p, "cluster.deletionProtection", c.deletionProtection, false),
     };
+    publicAccessProblems(p, cluster, c.publicAccessCidrs === undefined, stack === "prod");
     if (!(cluster.nodeMinSize <= cluster.nodeDesiredSize && cluster.nodeDesiredSize <= cluster.nodeMaxSize)) {
         p.add("cluster.nodeDesiredSize", cluster.nodeDesiredSize, `must satisfy nodeMinSize (${cluster.nodeMinSize}) <= nodeDesiredSize <= nodeMaxSize (${cluster.nodeMaxSize})`);
     }
@@ -339,10 +391,20 @@ export function validateConfig(stack: string, raw: RawConfig): PlatformConfig {
         // EKS already ships a StorageClass named gp2 on the in-tree provisioner, so ours needs another name.
         className: str(p, "storage.className", s.className, "gp2-csi", (v) => isDns1123Label(v) && v !== "gp2", "is not a DNS-1123 name other than gp2 (EKS owns gp2)"),
         volumeType: oneOf(p, "storage.volumeType", s.volumeType, "gp2", ["gp2", "gp3", "io1", "io2"]),
-        reclaimPolicy: oneOf<ReclaimPolicy>(p, "storage.reclaimPolicy", s.reclaimPolicy, "Delete", ["Delete", "Retain"]),
+        reclaimPolicy: oneOf<ReclaimPolicy>(p, "storage.reclaimPolicy", s.reclaimPolicy, production ? "Retain" : "Delete", ["Delete", "Retain"]),
         isDefault: bool(p, "storage.isDefault", s.isDefault, false),
         kmsKeyArn: s.kmsKeyArn === undefined ? undefined : str(p, "storage.kmsKeyArn", s.kmsKeyArn, "", (v) => KMS_KEY_ARN.test(v), "is not a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)"),
     };
+
+    if (production && !allowDataLoss) {
+        const why = stack === "prod" ? `stack "prod"` : "a stack with protectData: true";
+        if (!protectData) {
+            p.add("protectData", protectData, `must be true in ${why}: without it pulumi destroy deletes the database, its Secrets and the buckets (set allowDataLoss: true to accept that)`);
+        }
+        if (storage.reclaimPolicy === "Delete") {
+            p.add("storage.reclaimPolicy", storage.reclaimPolicy, `must be Retain in ${why}: with Delete, deleting the claim or the stack deletes the EBS volume and the database on it (set allowDataLoss: true to accept that)`);
+        }
+    }
 
     const pg = section(p, "postgres", raw.postgres);
     noUnknownKeys(p, "postgres", pg, ["namespace", "imageTag", "storageSize", "resources", "maxConnections"]);
@@ -360,6 +422,10 @@ export function validateConfig(stack: string, raw: RawConfig): PlatformConfig {
     }
     if (quantityBytes(postgres.resources.memoryLimit) < quantityBytes("256Mi")) {
         p.add("postgres.resources.memoryLimit", postgres.resources.memoryLimit, "is below the 256Mi PostgreSQL needs");
+    } else if (postgres.maxConnections > maxConnectionsFor(postgres.resources.memoryLimit)) {
+        p.add("postgres.maxConnections", postgres.maxConnections,
+            `does not fit postgres.resources.memoryLimit ${postgres.resources.memoryLimit} (shared_buffers, maintenance_work_mem and ${WORK_MEM_FLOOR_MIB}MB of work_mem per connection): ` +
+            `raise postgres.resources.memoryLimit (and memoryRequest) to at least ${memoryFor(postgres.maxConnections)}, or lower postgres.maxConnections to ${maxConnectionsFor(postgres.resources.memoryLimit)} or fewer`);
     }
 
     const b = section(p, "backup", raw.backup);
@@ -376,9 +442,18 @@ export function validateConfig(stack: string, raw: RawConfig): PlatformConfig {
         }
         return v as string;
     };
+    const timeZone = (key: string, v: unknown, def: string): string => {
+        if (v === undefined) return def;
+        const why = typeof v === "string" ? timeZoneProblem(v) : "is not a string";
+        if (why) {
+            p.add(key, v, why);
+            return def;
+        }
+        return v as string;
+    };
     const backup: BackupConfig = {
         schedule: cron("backup.schedule", b.schedule, "0 2 * * *"),
-        timeZone: str(p, "backup.timeZone", b.timeZone, "Etc/UTC", isTimeZone, "is not an IANA time zone (e.g. Etc/UTC, Europe/Berlin)"),
+        timeZone: timeZone("backup.timeZone", b.timeZone, "Etc/UTC"),
         retentionDays: int(p, "backup.retentionDays", b.retentionDays, 7, 1, 3650),
         databases: list(p, "backup.databases", b.databases, ["mlflow", "mlflow_auth"], (v) => v === "all" || /^[a-z_][a-z0-9_]{0,62}$/.test(v), "is not a database name (lowercase, digits, _) or \"all\""),
         encryption: oneOf<BucketEncryption>(p, "backup.encryption", b.encryption, "aws:kms", ["aws:kms", "AES256"]),
@@ -422,20 +497,31 @@ export function validateConfig(stack: string, raw: RawConfig): PlatformConfig {
     if (p.list.length > 0) {
         throw new pulumi.RunError(`Invalid configuration for stack "${stack}":\n  - ${p.list.join("\n  - ")}`);
     }
-    return { stack, region, protectData, cluster, storage, postgres, backup, mlflow };
+    return { stack, region, protectData, allowDataLoss, cluster, storage, postgres, backup, mlflow };
+}
+
+/**
+ * Every key of the project's namespace as the CLI passes config (strings; objects and scalars as
+ * JSON), parsed where it is JSON and kept as the string it is otherwise, so that a bad value
+ * (`protectData: "yes"`) is reported with the rest instead of as the SDK's JSON parse error.
+ */
+export function rawConfigFrom(all: Record<string, string>, project: string): RawConfig {
+    const raw: RawConfig = { region: all["aws:region"] };
+    const prefix = `${project}:`;
+    for (const [key, text] of Object.entries(all)) {
+        if (!key.startsWith(prefix)) continue;
+        let value: unknown = text;
+        try {
+            value = JSON.parse(text);
+        } catch {
+            // a plain string
+        }
+        raw[key.slice(prefix.length)] = value;
+    }
+    return raw;
 }
 
 /** Reads the current stack's configuration and validates it. */
 export function loadConfig(): PlatformConfig {
-    const cfg = new pulumi.Config();
-    const raw: RawConfig = {
-        region: new pulumi.Config("aws").get("region"),
-        protectData: cfg.getObject<unknown>("protectData"),
-        cluster: cfg.getObject<unknown>("cluster"),
-        storage: cfg.getObject<unknown>("storage"),
-        postgres: cfg.getObject<unknown>("postgres"),
-        backup: cfg.getObject<unknown>("backup"),
-        mlflow: cfg.getObject<unknown>("mlflow"),
-    };
-    return validateConfig(pulumi.getStack(), raw);
+    return validateConfig(pulumi.getStack(), rawConfigFrom(pulumi.runtime.allConfig(), pulumi.getProject()));
 }

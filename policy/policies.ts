@@ -37,6 +37,13 @@ export const policies: Policies = [
             properties: { storageClassNames: { type: "array", items: { type: "string" }, default: ["gp2-csi"] } },
         },
     },
+    {
+        ...resourcePolicy("production-data-retained", "In production stacks, volumes are retained and the database and buckets are protected from deletion.",
+            (r, args) => rules.productionDataRetained({ ...r, protect: args.opts?.protect }, args.getConfig<{ productionStacks: string[] }>().productionStacks)),
+        configSchema: {
+            properties: { productionStacks: { type: "array", items: { type: "string" }, default: ["prod"] } },
+        },
+    },
     resourcePolicy("pinned-images-with-requests", "Containers use pinned images (a version tag or digest, never latest) and request CPU and memory.", rules.pinnedImagesAndRequests),
     resourcePolicy("no-wildcard-iam-actions", "No IAM or bucket policy statement allows a wildcard action.", rules.noWildcardActions),
     resourcePolicy("no-secrets-in-plain-config", "No credentials in ConfigMaps or Helm values; they belong in Secrets.", rules.noSecretsInPlainConfig),

@@ -8,6 +8,8 @@ export interface Resource {
     props: Record<string, any>;
     /** URNs of the resources each input property came from (known even when values are not). */
     propertyDependencies?: Record<string, string[]>;
+    /** The resource's protect option. */
+    protect?: boolean;
 }
 
 const POD_TEMPLATE_PATHS: Record<string, string[]> = {
@@ -144,6 +146,37 @@ export function bucketsHardened(resources: Resource[]): { urn: string; problem: 
         if (!blocks.some((b) => ["blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"].every((k) => b.props[k] === true))) {
             problems.push({ urn: bucket.urn, problem: "bucket does not block all public access (aws.s3.BucketPublicAccessBlock with all four settings true)" });
         }
+    }
+    return problems;
+}
+
+/** The stack a URN belongs to: urn:pulumi:<stack>::<project>::<type>::<name>. */
+export function stackOf(urn: string): string | undefined {
+    return /^urn:pulumi:([^:]+)::/.exec(urn)?.[1];
+}
+
+/**
+ * In a production stack, nothing that holds data can be deleted by a destroy or a deleted claim:
+ * the StorageClass retains volumes, the database StatefulSet and the buckets are protected, the
+ * StatefulSet keeps its claims and no bucket is force-destroyable. The program's config refuses
+ * these combinations too (config.ts); this catches a program change or a hand-edited state.
+ */
+export function productionDataRetained(r: Resource, productionStacks: string[]): string[] {
+    const stack = stackOf(r.urn);
+    if (stack === undefined || !productionStacks.includes(stack)) return [];
+    const problems: string[] = [];
+    switch (r.type) {
+        case "kubernetes:storage.k8s.io/v1:StorageClass":
+            if (r.props.reclaimPolicy !== "Retain") problems.push(`StorageClass reclaimPolicy is ${JSON.stringify(r.props.reclaimPolicy ?? "Delete")} in production stack ${stack}: a deleted claim would delete its EBS volume (use Retain)`);
+            break;
+        case "kubernetes:apps/v1:StatefulSet":
+            if (r.protect !== true) problems.push(`StatefulSet is not protected in production stack ${stack}`);
+            if (r.props.spec?.persistentVolumeClaimRetentionPolicy?.whenDeleted === "Delete") problems.push(`StatefulSet deletes its volume claims when deleted, in production stack ${stack}`);
+            break;
+        case "aws:s3/bucket:Bucket":
+            if (r.protect !== true) problems.push(`bucket is not protected in production stack ${stack}`);
+            if (r.props.forceDestroy === true) problems.push(`bucket is forceDestroy in production stack ${stack}: a destroy would empty it`);
+            break;
     }
     return problems;
 }

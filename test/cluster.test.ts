@@ -81,7 +81,7 @@ for (const name of STACKS) {
 
         it("restricts the public endpoint to the configured CIDRs", async () => {
             const [eks] = all(await stack(name), "eks:index:Cluster");
-            assert.deepEqual(eks.inputs.publicAccessCidrs, name === "prod" ? ["203.0.113.0/24"] : ["0.0.0.0/0"]);
+            assert.deepEqual(eks.inputs.publicAccessCidrs, name === "prod" ? ["198.18.0.0/15"] : ["0.0.0.0/0"]);
         });
 
         it("runs a managed node group in the private subnets with the configured sizes and IMDSv2", async () => {

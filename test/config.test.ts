@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { cronProblem, isBinaryQuantity, isDns1123Label, isIpv4Cidr, RawConfig, validateConfig } from "../config";
+import { postgresConf } from "../components/postgres";
+import { cronProblem, didYouMean, isBinaryQuantity, isDns1123Label, isIpv4Cidr, maxConnectionsFor, memoryFor, quantityBytes, rawConfigFrom, RawConfig, TOP_LEVEL_KEYS, validateConfig, WORK_MEM_FLOOR_MIB } from "../config";
+import { evaluateStack, EvaluationError } from "../scripts/evaluate";
 
 const base: RawConfig = { region: "us-east-1" };
 
@@ -45,10 +47,16 @@ describe("config: each rule accepts a good value and names the key of a bad one"
         { key: "cluster.nodeDesiredSize", good: { cluster: { nodeMinSize: 1, nodeDesiredSize: 1, nodeMaxSize: 1 } }, bad: { cluster: { nodeMinSize: 3, nodeDesiredSize: 2, nodeMaxSize: 4 } }, shown: "2", allowed: /nodeMinSize \(3\) <= nodeDesiredSize <= nodeMaxSize \(4\)/ },
         { key: "cluster.nodeDesiredSize", good: { cluster: { nodeDesiredSize: "3" } }, bad: { cluster: { nodeDesiredSize: 2.5 } }, shown: "2.5", allowed: /whole number/ },
         { key: "cluster.nodeAmiType", good: { cluster: { nodeInstanceTypes: ["m7g.large"], nodeAmiType: "AL2023_ARM_64_STANDARD" } }, bad: { cluster: { nodeInstanceTypes: ["m7g.large"] } }, shown: '"AL2023_x86_64_STANDARD"', allowed: /Graviton/ },
-        { key: "cluster.publicAccessCidrs[0]", good: { cluster: { publicAccessCidrs: ["203.0.113.0/24"] } }, bad: { cluster: { publicAccessCidrs: ["203.0.113.7"] } }, shown: '"203.0.113.7"' },
+        { key: "cluster.publicAccessCidrs[0]", good: { cluster: { publicAccessCidrs: ["100.24.0.0/16"] } }, bad: { cluster: { publicAccessCidrs: ["100.24.0.7"] } }, shown: '"100.24.0.7"' },
         { key: "cluster.logTypes[0]", good: { cluster: { logTypes: [] } }, bad: { cluster: { logTypes: ["everything"] } }, shown: '"everything"', allowed: /api, audit/ },
         { key: "cluster.endpointPublicAccess", good: { cluster: { endpointPublicAccess: "false" } }, bad: { cluster: { endpointPublicAccess: "no" } }, shown: '"no"', allowed: /true or false/ },
         { key: "cluster.nodeSize", good: {}, bad: { cluster: { nodeSize: 3 } }, shown: "3", allowed: /not a known setting/ },
+        { key: "cluster.nodeMinsize", good: {}, bad: { cluster: { nodeMinsize: 3 } }, shown: "3", allowed: /did you mean cluster\.nodeMinSize\?/ },
+        { key: "protectdata", good: { protectData: "true" }, bad: { protectdata: true }, shown: "true", allowed: /is not a known setting: did you mean protectData\?/ },
+        { key: "bakup", good: {}, bad: { bakup: { schedule: "@daily" } }, shown: "@daily", allowed: /did you mean backup\?/ },
+        { key: "clustr", good: {}, bad: { clustr: {} }, shown: "{}", allowed: /did you mean cluster\?/ },
+        { key: "monitoringStack", good: {}, bad: { monitoringStack: true }, shown: "true", allowed: /is not a known setting \(known: protectData, allowDataLoss, cluster/ },
+        { key: "postgres", good: {}, bad: { postgres: 5 }, shown: "5", allowed: /is not an object of settings/ },
         { key: "storage.className", good: { storage: { className: "ebs-gp2" } }, bad: { storage: { className: "gp2" } }, shown: '"gp2"', allowed: /EKS owns gp2/ },
         { key: "storage.className", good: {}, bad: { storage: { className: "GP2_CSI" } }, shown: '"GP2_CSI"' },
         { key: "storage.reclaimPolicy", good: { storage: { reclaimPolicy: "Retain" } }, bad: { storage: { reclaimPolicy: "Recycle" } }, shown: '"Recycle"', allowed: /Delete, Retain/ },
@@ -59,12 +67,16 @@ describe("config: each rule accepts a good value and names the key of a bad one"
         { key: "postgres.namespace", good: { postgres: { namespace: "db-1" } }, bad: { postgres: { namespace: "Data" } }, shown: '"Data"', allowed: /DNS-1123/ },
         { key: "postgres.resources.memoryRequest", good: { postgres: { resources: { memoryRequest: "2Gi", memoryLimit: "2Gi" } } }, bad: { postgres: { resources: { memoryRequest: "4Gi", memoryLimit: "2Gi" } } }, shown: '"4Gi"', allowed: /memoryLimit/ },
         { key: "postgres.resources.cpuRequest", good: { postgres: { resources: { cpuRequest: "1.5" } } }, bad: { postgres: { resources: { cpuRequest: "1 core" } } }, shown: '"1 core"' },
-        { key: "postgres.maxConnections", good: { postgres: { maxConnections: 300 } }, bad: { postgres: { maxConnections: 5 } }, shown: "5" },
+        { key: "postgres.maxConnections", good: { postgres: { maxConnections: 150 } }, bad: { postgres: { maxConnections: 5 } }, shown: "5" },
         { key: "backup.schedule", good: { backup: { schedule: "*/15 1-5 * JAN-MAR mon,fri" } }, bad: { backup: { schedule: "0 2 * *" } }, shown: '"0 2 * *"', allowed: /has 4 fields/ },
         { key: "backup.schedule", good: { backup: { schedule: "@daily" } }, bad: { backup: { schedule: "61 2 * * *" } }, shown: '"61 2 * * *"', allowed: /minute/ },
         { key: "backup.schedule", good: {}, bad: { backup: { schedule: "CRON_TZ=UTC 0 2 * * *" } }, shown: "CRON_TZ", allowed: /timeZone/ },
         { key: "backup.verifySchedule", good: { backup: { verifySchedule: "0 4 * * 0" } }, bad: { backup: { verifySchedule: "0 4 * * 8" } }, shown: '"0 4 * * 8"', allowed: /day of week/ },
+        { key: "backup.verifySchedule", good: { backup: { verifySchedule: "0 4 * * 6" } }, bad: { backup: { verifySchedule: "0 4 * * 7" } }, shown: '"0 4 * * 7"', allowed: /day of week: end of range \(7\) above maximum \(6\)/ },
+        { key: "backup.schedule", good: { backup: { schedule: "0 2 29 2 *" } }, bad: { backup: { schedule: "0 2 31 2 *" } }, shown: '"0 2 31 2 *"', allowed: /never runs/ },
         { key: "backup.timeZone", good: { backup: { timeZone: "Europe/Berlin" } }, bad: { backup: { timeZone: "Mars/Olympus" } }, shown: '"Mars/Olympus"', allowed: /IANA/ },
+        { key: "backup.timeZone", good: { backup: { timeZone: "America/Argentina/Buenos_Aires" } }, bad: { backup: { timeZone: "europe/berlin" } }, shown: '"europe/berlin"', allowed: /did you mean "Europe\/Berlin"\?/ },
+        { key: "backup.timeZone", good: { backup: { timeZone: "UTC" } }, bad: { backup: { timeZone: "Local" } }, shown: '"Local"', allowed: /IANA/ },
         { key: "backup.retentionDays", good: { backup: { retentionDays: 1 } }, bad: { backup: { retentionDays: 0 } }, shown: "0", allowed: /from 1 to 3650/ },
         { key: "backup.databases", good: { backup: { databases: ["all"] } }, bad: { backup: { databases: ["all", "mlflow"] } }, shown: "all" },
         { key: "backup.databases[0]", good: { backup: { databases: ["mlflow", "feature_store"] } }, bad: { backup: { databases: ["ml-flow"] } }, shown: '"ml-flow"' },
@@ -117,7 +129,146 @@ describe("config: validators", () => {
         for (const bad of ["10.0.0.1/16", "256.0.0.0/8", "10.0.0.0/33", "10.0.0.0", "::/0"]) assert.ok(!isIpv4Cidr(bad), bad);
     });
     it("cron schedules with valid field ranges", () => {
-        for (const ok of ["0 2 * * *", "*/5 * * * *", "0 0 1 1 *", "0 4 * * 0", "0 4 * * 7", "30 1 1,15 * MON-FRI", "@weekly"]) assert.equal(cronProblem(ok), undefined, ok);
+        for (const ok of ["0 2 * * *", "*/5 * * * *", "0 0 1 1 *", "0 4 * * 0", "30 1 1,15 * MON-FRI", "@weekly"]) assert.equal(cronProblem(ok), undefined, ok);
         for (const bad of ["60 * * * *", "* 24 * * *", "* * 0 * *", "* * * 13 *", "* * * * 8", "*/0 * * * *", "5-1 * * * *", "* * * * * *", "@often"]) assert.ok(cronProblem(bad), bad);
+    });
+});
+
+// robfig/cron v3's ParseStandard, which the API server validates spec.schedule with, and
+// Schedule.Next, which the CronJob controller runs it by.
+describe("config: cron schedules as Kubernetes parses them", () => {
+    it("accepts what ParseStandard accepts", () => {
+        for (const ok of [
+            "0 2 * * *", "*/15 1-5 * JAN-MAR mon,fri", "0 0 * * SUN", "0 0 * * sat", "5/10 * * * *", "0 0 ? * 1-5", "0 0 1-31/2 * *",
+            "0 4 * * 0-6", "0 0 * Dec *", "@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly", "@every 1h30m",
+            "  0   2 * *   *  ", "0 2 29 2 *", "0 4 31 1-12 *", "0 2 31 2 1",
+        ]) assert.equal(cronProblem(ok), undefined, ok);
+    });
+    it("refuses what ParseStandard refuses, saying why", () => {
+        const cases: [string, RegExp][] = [
+            ["* * * * 7", /day of week: end of range \(7\) above maximum \(6\)/],
+            ["0 0 * * 1-7", /day of week: end of range \(7\) above maximum \(6\)/],
+            ["0 0 * * SUN-7", /above maximum/],
+            ["0 0 * FOO *", /month: failed to parse int from "FOO"/],
+            ["0 0 * * MONDAY", /day of week: failed to parse int/],
+            ["1-2-3 * * * *", /too many hyphens/],
+            ["*/2/3 * * * *", /too many slashes/],
+            ["1,,2 * * * *", /failed to parse int from ""/],
+            ["0 0 * * 5-1", /beginning of range \(5\) beyond end of range \(1\)/],
+            ["*/0 * * * *", /step of range should be a positive number/],
+            ["0 0 0 * *", /day of month: beginning of range \(0\) below minimum \(1\)/],
+            ["0 2 * *", /has 4 fields; expected exactly 5/],
+            ["0 0 2 * * *", /has 6 fields/],
+            ["@Daily", /not a recognized descriptor/],
+            ["@every soon", /not a Go duration/],
+            ["TZ=UTC 0 2 * * *", /use timeZone/],
+        ];
+        for (const [bad, why] of cases) assert.match(cronProblem(bad) ?? "accepted", why, bad);
+    });
+    it("refuses a schedule that can never fire (day of month in no listed month)", () => {
+        assert.match(cronProblem("0 2 31 2 *")!, /never runs: no month in "2" has day "31"/);
+        assert.match(cronProblem("0 4 31 4,6,9,11 *")!, /never runs/);
+        assert.match(cronProblem("0 4 30,31 FEB *")!, /never runs/);
+        // A day-of-week field that is not * makes robfig OR the two day fields: that fires on Mondays.
+        assert.equal(cronProblem("0 2 31 2 MON"), undefined);
+        // */2 is a restriction, so the day-of-week field is not *: ORed, fires.
+        assert.equal(cronProblem("0 2 31 2 */2"), undefined);
+    });
+});
+
+describe("config: unknown top-level keys and values as the CLI passes them", () => {
+    it("knows exactly the sections the program reads", () => {
+        assert.deepEqual([...TOP_LEVEL_KEYS], ["protectData", "allowDataLoss", "cluster", "storage", "postgres", "backup", "mlflow"]);
+        assert.equal(didYouMean("protectdata", TOP_LEVEL_KEYS), "protectData");
+        assert.equal(didYouMean("clustr", TOP_LEVEL_KEYS), "cluster");
+        assert.equal(didYouMean("monitoring", TOP_LEVEL_KEYS), undefined);
+    });
+
+    it("reads every key of the project's namespace, and only those, JSON where it is JSON", () => {
+        const raw = rawConfigFrom({
+            "aws:region": "us-east-1", "aws:profile": "ops", "other-project:cluster": "{}",
+            "mlflow-platform:protectData": "yes", "mlflow-platform:postgres": "5", "mlflow-platform:bakup": '{"schedule":"@daily"}',
+            "mlflow-platform:cluster": '{"nodeMinSize":"2"}',
+        }, "mlflow-platform");
+        assert.deepEqual(raw, { region: "us-east-1", protectData: "yes", postgres: 5, bakup: { schedule: "@daily" }, cluster: { nodeMinSize: "2" } });
+        assert.throws(() => validateConfig("dev", raw), (err: Error) => {
+            assert.match(err.message, /- protectData: "yes" is not true or false/);
+            assert.match(err.message, /- postgres: 5 is not an object of settings/);
+            assert.match(err.message, /- bakup: \{"schedule":"@daily"\} is not a known setting: did you mean backup\?/);
+            assert.equal(err.message.split("\n").length, 4, err.message);
+            return true;
+        });
+    });
+
+    it("stops the program with the collected message, not the SDK's JSON error, for typos and scalar sections", async () => {
+        await assert.rejects(
+            evaluateStack("dev", { "mlflow-platform:protectdata": true, "mlflow-platform:protectData": "yes", "mlflow-platform:postgres": 5 }),
+            (err: Error) => {
+                assert.ok(err instanceof EvaluationError);
+                assert.match(err.message, /^Invalid configuration for stack "dev":/);
+                assert.match(err.message, /- protectdata: true is not a known setting: did you mean protectData\?/);
+                assert.match(err.message, /- protectData: "yes" is not true or false/);
+                assert.match(err.message, /- postgres: 5 is not an object of settings/);
+                assert.doesNotMatch(err.message, /JSON|Unexpected token/);
+                return true;
+            },
+        );
+    });
+});
+
+describe("config: postgres.maxConnections fits postgres.resources.memoryLimit", () => {
+    it("refuses connections the memory limit cannot serve, naming what to raise", () => {
+        rejects({ postgres: { maxConnections: 500 } }, "postgres.maxConnections", "500", /raise postgres\.resources\.memoryLimit \(and memoryRequest\) to at least 3Gi, or lower postgres\.maxConnections to 176 or fewer/);
+        accepts({ postgres: { maxConnections: 500, resources: { memoryRequest: "3Gi", memoryLimit: "3Gi" } } });
+        accepts({ postgres: { maxConnections: 176 } });
+        rejects({ postgres: { maxConnections: 177 } }, "postgres.maxConnections", "177");
+        rejects({ postgres: { maxConnections: 40, resources: { memoryRequest: "256Mi", memoryLimit: "256Mi" } } }, "postgres.maxConnections", "40", /at least 512Mi/);
+    });
+
+    it("uses the sizes postgresConf writes: at the limit, shared memory plus a work_mem floor per connection fits", () => {
+        for (const limit of ["256Mi", "1Gi", "4Gi", "16Gi", "64Gi"]) {
+            const n = maxConnectionsFor(limit);
+            const conf = postgresConf(limit, n);
+            const mb = (k: string) => Number(new RegExp(`^${k} = (\\d+)MB$`, "m").exec(conf)![1]);
+            assert.ok(mb("work_mem") >= WORK_MEM_FLOOR_MIB, limit);
+            assert.ok((mb("shared_buffers") + mb("maintenance_work_mem") + n * WORK_MEM_FLOOR_MIB) * 1024 ** 2 <= quantityBytes(limit), limit);
+            assert.ok((mb("shared_buffers") + mb("maintenance_work_mem") + (n + 1) * WORK_MEM_FLOOR_MIB) * 1024 ** 2 > quantityBytes(limit) - 1024 ** 2 * WORK_MEM_FLOOR_MIB, `${limit}: ${n} is the most`);
+            assert.ok(maxConnectionsFor(memoryFor(n)) >= n);
+        }
+    });
+});
+
+describe("config: production stacks keep their data", () => {
+    const vpn = { publicAccessCidrs: ["100.24.0.0/16"] };
+    it("refuses protectData false in stack prod unless allowDataLoss says so", () => {
+        assert.throws(() => validateConfig("prod", { ...base, protectData: false, cluster: vpn, storage: { reclaimPolicy: "Retain" } }), /- protectData: false must be true in stack "prod".*allowDataLoss: true/);
+        validateConfig("prod", { ...base, protectData: false, allowDataLoss: true, cluster: vpn, storage: { reclaimPolicy: "Retain" } });
+    });
+    it("refuses reclaimPolicy Delete where data is protected (prod, or protectData: true)", () => {
+        assert.throws(() => validateConfig("prod", { ...base, protectData: true, cluster: vpn, storage: { reclaimPolicy: "Delete" } }), /- storage\.reclaimPolicy: "Delete" must be Retain in stack "prod"/);
+        rejects({ protectData: true, storage: { reclaimPolicy: "Delete" } }, "storage.reclaimPolicy", '"Delete"', /must be Retain in a stack with protectData: true/);
+        accepts({ protectData: true, allowDataLoss: true, storage: { reclaimPolicy: "Delete" } });
+        assert.equal(accepts({ protectData: true }).storage.reclaimPolicy, "Retain", "the default follows protectData");
+        assert.equal(accepts({}).storage.reclaimPolicy, "Delete");
+        rejects({ allowDataLoss: "maybe" }, "allowDataLoss", '"maybe"', /true or false/);
+    });
+});
+
+describe("config: the public API endpoint lets the operators in", () => {
+    it("refuses the documentation ranges anywhere, saying what to put there", () => {
+        for (const doc of ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "203.0.113.64/26", "192.0.2.7/32"]) {
+            rejects({ cluster: { publicAccessCidrs: ["100.24.0.0/16", doc] } }, "cluster.publicAccessCidrs[1]", doc, /documentation range .*unreachable; list the egress CIDRs of your VPN or office/);
+        }
+    });
+    it("requires the operator's CIDRs in prod and refuses 0.0.0.0/0 there", () => {
+        const prod = (cluster: object) => validateConfig("prod", { ...base, protectData: true, cluster });
+        assert.throws(() => prod({}), /- cluster\.publicAccessCidrs: undefined is required in stack prod .*checkip\.amazonaws\.com/);
+        assert.throws(() => prod({ publicAccessCidrs: ["100.24.0.0/16", "0.0.0.0/0"] }), /must not contain 0\.0\.0\.0\/0 in stack prod/);
+        assert.deepEqual(prod({ publicAccessCidrs: ["100.24.0.0/16"] }).cluster.publicAccessCidrs, ["100.24.0.0/16"]);
+        assert.equal(prod({ endpointPublicAccess: false }).cluster.endpointPublicAccess, false, "a private endpoint needs no allow-list");
+        assert.deepEqual(accepts({}).cluster.publicAccessCidrs, ["0.0.0.0/0"], "dev keeps the open default");
+    });
+    it("the committed prod stack file does not deploy until the operator sets publicAccessCidrs", async () => {
+        await assert.rejects(evaluateStack("prod"), /cluster\.publicAccessCidrs: undefined is required in stack prod/);
     });
 });

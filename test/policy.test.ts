@@ -65,6 +65,21 @@ describe("policy rules", () => {
         assert.equal(rules.noSecretsInPlainConfig(cm({ "id": "AKIAABCDEFGHIJKLMNOP" })).length, 1);
     });
 
+    it("production-data-retained", () => {
+        const urn = (stack: string, type: string) => `urn:pulumi:${stack}::mlflow-platform::${type}::x`;
+        const sc = (stack: string, reclaimPolicy: string) => ({ ...res("kubernetes:storage.k8s.io/v1:StorageClass", { reclaimPolicy }), urn: urn(stack, "sc") });
+        assert.deepEqual(rules.productionDataRetained(sc("prod", "Retain"), ["prod"]), []);
+        assert.deepEqual(rules.productionDataRetained(sc("dev", "Delete"), ["prod"]), [], "dev may throw its data away");
+        assert.match(rules.productionDataRetained(sc("prod", "Delete"), ["prod"])[0], /reclaimPolicy is "Delete" in production stack prod/);
+        assert.match(rules.productionDataRetained(sc("live", "Delete"), ["prod", "live"])[0], /production stack live/);
+        const sts = (protect: boolean, whenDeleted: string) => ({ ...res("kubernetes:apps/v1:StatefulSet", { spec: { persistentVolumeClaimRetentionPolicy: { whenDeleted } } }), urn: urn("prod", "sts"), protect });
+        assert.deepEqual(rules.productionDataRetained(sts(true, "Retain"), ["prod"]), []);
+        assert.equal(rules.productionDataRetained(sts(false, "Delete"), ["prod"]).length, 2);
+        const bucket = (protect: boolean, forceDestroy: boolean) => ({ ...res("aws:s3/bucket:Bucket", { forceDestroy }), urn: urn("prod", "b"), protect });
+        assert.deepEqual(rules.productionDataRetained(bucket(true, false), ["prod"]), []);
+        assert.deepEqual(rules.productionDataRetained(bucket(false, true), ["prod"]).map((m) => m.replace(/ in production.*/, "")), ["bucket is not protected", "bucket is forceDestroy"]);
+    });
+
     it("s3-buckets-hardened", () => {
         const bucket = res("aws:s3/bucket:Bucket", { id: "b-id", bucket: "b" }, "urn:b");
         const versioning = res("aws:s3/bucketVersioning:BucketVersioning", { bucket: "b-id", versioningConfiguration: { status: "Enabled" } });
@@ -83,13 +98,13 @@ describe("policy rules", () => {
 /** Runs every policy of the pack over an evaluated stack, as the engine would. */
 function violations(ev: Evaluation): string[] {
     const out: string[] = [];
-    const resources = ev.resources.map((r) => ({ type: r.type, urn: `${r.type}::${r.name}`, name: r.name, props: { ...r.inputs, id: r.outputs.id, bucket: r.inputs.bucket ?? r.outputs.bucket } }));
+    const resources = ev.resources.map((r) => ({ type: r.type, urn: `urn:pulumi:${ev.stack}::mlflow-platform::${r.type}::${r.name}`, name: r.name, protect: r.protect, props: { ...r.inputs, id: r.outputs.id, bucket: r.inputs.bucket ?? r.outputs.bucket } }));
     for (const p of policies) {
         const report: (what: string) => ReportViolation = (what) => (message: string) => out.push(`${p.name} ${what}: ${message}`);
         if ("validateResource" in p && p.validateResource) {
             const validate = p.validateResource as (a: ResourceValidationArgs, r: ReportViolation) => void;
             for (const r of resources) {
-                validate({ ...r, opts: {}, getConfig: <T>() => ({ storageClassNames: ["gp2-csi"] }) as T } as unknown as ResourceValidationArgs, report(r.urn));
+                validate({ ...r, opts: { protect: r.protect }, getConfig: <T>() => ({ storageClassNames: ["gp2-csi"], productionStacks: ["prod"] }) as T } as unknown as ResourceValidationArgs, report(`${r.type}::${r.name}`));
             }
         }
         if ("validateStack" in p) {
@@ -103,7 +118,7 @@ describe("policy pack", () => {
     it("wires each rule as a mandatory policy that reports violations", () => {
         assert.deepEqual(policies.map((p) => p.name).sort(), [
             "no-public-postgres-service", "no-secrets-in-plain-config", "no-wildcard-iam-actions",
-            "pinned-images-with-requests", "s3-buckets-hardened", "statefulset-claims-on-platform-storage-class",
+            "pinned-images-with-requests", "production-data-retained", "s3-buckets-hardened", "statefulset-claims-on-platform-storage-class",
         ]);
         for (const p of policies) assert.equal(p.enforcementLevel, "mandatory", p.name);
         const pinned = policies.find((p) => p.name === "pinned-images-with-requests") as ResourceValidationPolicy;
@@ -120,6 +135,14 @@ describe("policy pack", () => {
             assert.deepEqual(violations(await stack(name)), []);
         });
     }
+
+    it("finds an unprotected database and a deleting StorageClass in prod, as allowDataLoss would deploy them", async () => {
+        const ev = await stack("prod", { "mlflow-platform:allowDataLoss": true, "mlflow-platform:protectData": false, "mlflow-platform:storage.reclaimPolicy": "Delete" });
+        const found = violations(ev).filter((v) => v.startsWith("production-data-retained"));
+        assert.ok(found.some((v) => v.includes("StorageClass::storage-class") && v.includes('reclaimPolicy is "Delete"')), found.join("\n"));
+        assert.ok(found.some((v) => v.includes("StatefulSet::postgres-statefulset") && v.includes("not protected")), found.join("\n"));
+        assert.ok(found.some((v) => v.includes("aws:s3/bucket:Bucket") && v.includes("forceDestroy")), found.join("\n"));
+    });
 
     it("finds the violation when the program breaks a guarantee", async () => {
         const ev = structuredClone(await stack("dev"));
