@@ -43,6 +43,8 @@ export const BACKUP_SERVICE_ACCOUNT = "postgres-backup";
 export const RESTORE_SERVICE_ACCOUNT = "postgres-restore";
 /** Pods that connect to PostgreSQL: the database's NetworkPolicy admits these labels. */
 export const BACKUP_POD_LABELS = { "app.kubernetes.io/name": "postgres-backup", "app.kubernetes.io/component": "backup" };
+/** A backup Job's time budget: the backup-age alert allows the schedule's interval plus this. */
+export const BACKUP_JOB_DEADLINE_SECONDS = 6 * 3600;
 export const RESTORE_POD_LABELS = { "app.kubernetes.io/name": "postgres-backup", "app.kubernetes.io/component": "restore" };
 const VERIFY_POD_LABELS = { "app.kubernetes.io/name": "postgres-backup", "app.kubernetes.io/component": "verify" };
 
@@ -273,7 +275,7 @@ export class Backup extends pulumi.ComponentResource {
             ],
             scratch: false,
             memory: "256Mi",
-            activeDeadlineSeconds: 6 * 3600,
+            activeDeadlineSeconds: BACKUP_JOB_DEADLINE_SECONDS,
         });
 
         // Suspended: it never runs on its own. The schedule is required by the API and never used.
