@@ -134,8 +134,11 @@ export function baseEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
-/** initdb + start a PG15 server: scram over TCP on a free loopback port, trust on its private socket. */
-export async function startPg(tag = "pg"): Promise<PgServer> {
+/**
+ * initdb + start a PG15 server: scram over TCP on a free loopback port, trust on its private socket.
+ * `settings` adds server settings (e.g. archive_mode), each passed as -c name=value.
+ */
+export async function startPg(tag = "pg", settings: Record<string, string> = {}): Promise<PgServer> {
   const dir = makeTempDir(tag);
   const data = path.join(dir, "data");
   const superPassword = "super secret 'pw'";
@@ -145,7 +148,7 @@ export async function startPg(tag = "pg"): Promise<PgServer> {
   const [c, a] = asPg(path.join(PG_BIN, "initdb"), ["-D", data, "-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256", `--pwfile=${pwfile}`, "-E", "UTF8", "--no-locale", "--no-sync"]);
   checked(spawnSync(c, a, { encoding: "utf8" }), "initdb");
   const port = await freePort();
-  const [pc, pa] = asPg(path.join(PG_BIN, "postgres"), ["-D", data, "-p", String(port), "-c", "listen_addresses=127.0.0.1", "-c", `unix_socket_directories=${dir}`, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]);
+  const [pc, pa] = asPg(path.join(PG_BIN, "postgres"), ["-D", data, "-p", String(port), "-c", "listen_addresses=127.0.0.1", "-c", `unix_socket_directories=${dir}`, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", ...Object.entries(settings).flatMap(([k, v]) => ["-c", `${k}=${v}`])]);
   const child = spawnGroup(pc, pa, path.join(dir, "server.log"));
   const server: PgServer = {
     dir, socketDir: dir, port, superPassword,
