@@ -2,6 +2,7 @@
 // is checked at program start, and all problems are reported together so a user fixes a stack
 // file in one pass instead of one `pulumi preview` per typo.
 import * as pulumi from "@pulumi/pulumi";
+import { ADDON_NAMES, ADDON_VERSION, ADDON_VERSIONS, AddonVersions } from "./components/addonVersions";
 import { cronProblem, timeZoneProblem } from "./cron";
 
 export { cronProblem } from "./cron";
@@ -19,10 +20,24 @@ export interface ResourceSpec {
     memoryLimit: string;
 }
 
+export type NodeAutoscaler = "none" | "clusterAutoscaler";
+
 export interface ClusterConfig {
     kubernetesVersion: string;
+    /** The version the cluster runs now, when known: an upgrade may move one minor at a time. */
+    previousKubernetesVersion?: string;
+    /** vpc-cni, kube-proxy, coredns and aws-ebs-csi-driver versions: the table's row for kubernetesVersion, then config overrides. */
+    addonVersions: AddonVersions;
     vpcCidr: string;
     availabilityZoneCount: number;
+    /** Zones pinned in config; otherwise chosen at deploy time from the region's opt-in-free zones. */
+    availabilityZones?: string[];
+    /** Who owns the node groups' desired size after creation: this program ("none"), or a cluster autoscaler. */
+    nodeAutoscaler: NodeAutoscaler;
+    /** IAM roles/users granted cluster admin (AmazonEKSClusterAdminPolicy) through EKS access entries. */
+    adminPrincipalArns: string[];
+    /** IAM roles/users granted read-only access (AmazonEKSViewPolicy). */
+    viewerPrincipalArns: string[];
     natGateways: NatGatewayMode;
     nodeInstanceTypes: string[];
     nodeAmiType: NodeAmiType;
@@ -83,6 +98,8 @@ export interface PlatformConfig {
     /** Stack name, used in names and tags. */
     stack: string;
     region: string;
+    /** aws:profile, when the stack sets one: the kubeconfig and the Kubernetes provider must use it too. */
+    awsProfile?: string;
     /** Keep what holds data (volumes, buckets) when resources are deleted or the stack is destroyed. */
     protectData: boolean;
     /** Explicit consent to settings that let a production stack's destroy delete data. */
@@ -107,6 +124,8 @@ export const TOP_LEVEL_KEYS = ["protectData", "allowDataLoss", "cluster", "stora
  */
 export interface RawConfig {
     region?: unknown;
+    /** aws:profile */
+    awsProfile?: unknown;
     [key: string]: unknown;
 }
 
@@ -120,6 +139,9 @@ const CPU_QUANTITY = /^([1-9][0-9]*m|[0-9]+(\.[0-9]+)?)$/;
 const INSTANCE_TYPE = /^[a-z][a-z0-9-]*\.[0-9]*[a-z0-9]+$/;
 // Commercial partition only: IAM policy ARNs below are written as arn:aws:...
 const REGION = /^(us|eu|ap|ca|sa|me|af|il|mx)-[a-z]+-[0-9]$/;
+// IAM roles and users (an access entry's principal); not sts assumed-role session ARNs.
+const PRINCIPAL_ARN = /^arn:aws:iam::[0-9]{12}:(role|user)\/[A-Za-z0-9+=,.@_\/-]{1,512}$/;
+const KUBERNETES_MINOR = /^1\.(2[89]|3[0-9])$/;
 const KMS_KEY_ARN = /^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key\/[0-9a-f-]{36}$/;
 
 /** Collects every problem found, then throws one error that lists them all. */
@@ -264,6 +286,56 @@ export function isIpv4Cidr(s: string): boolean {
     return addr % 2 ** (32 - prefix) === 0;
 }
 
+/** The add-on versions for a Kubernetes minor: the table's row, then what config overrides. */
+function addonVersions(p: Problems, minor: string, v: unknown): AddonVersions {
+    const o = section(p, "cluster.addonVersions", v);
+    noUnknownKeys(p, "cluster.addonVersions", o, ADDON_NAMES);
+    const row: Partial<AddonVersions> = ADDON_VERSIONS[minor] ?? {};
+    const out: Partial<AddonVersions> = {};
+    const missing: string[] = [];
+    for (const name of ADDON_NAMES) {
+        const given = o[name];
+        if (given !== undefined && (typeof given !== "string" || !ADDON_VERSION.test(given))) {
+            p.add(`cluster.addonVersions.${name}`, given, "is not an EKS add-on version (e.g. v1.21.1-eksbuild.7; list them with aws eks describe-addon-versions)");
+        } else if (given !== undefined) {
+            out[name] = given;
+        } else if (row[name] !== undefined) {
+            out[name] = row[name];
+        } else {
+            missing.push(name);
+        }
+    }
+    if (missing.length > 0) {
+        p.add("cluster.addonVersions", o, `has no version for ${missing.join(", ")} on Kubernetes ${minor}, and components/addonVersions.ts has no row for ${minor} ` +
+            `(rows: ${Object.keys(ADDON_VERSIONS).join(", ")}): set them from aws eks describe-addon-versions --kubernetes-version ${minor}`);
+    }
+    return out as AddonVersions;
+}
+
+/** Rules about how a cluster may change or be sized, beyond each key's own. */
+function clusterChangeProblems(p: Problems, cluster: ClusterConfig): void {
+    const minor = (v: string) => Number(v.split(".")[1]);
+    const prev = cluster.previousKubernetesVersion;
+    if (prev !== undefined && KUBERNETES_MINOR.test(prev) && KUBERNETES_MINOR.test(cluster.kubernetesVersion)) {
+        const step = minor(cluster.kubernetesVersion) - minor(prev);
+        if (step < 0) {
+            p.add("cluster.kubernetesVersion", cluster.kubernetesVersion, `is older than cluster.previousKubernetesVersion (${prev}): EKS cannot downgrade a control plane`);
+        } else if (step > 1) {
+            p.add("cluster.kubernetesVersion", cluster.kubernetesVersion, `is ${step} minors past cluster.previousKubernetesVersion (${prev}): EKS upgrades one minor at a time; set 1.${minor(prev) + 1} first (README, "Upgrading Kubernetes")`);
+        }
+    }
+    const zones = cluster.availabilityZones;
+    if (zones !== undefined && zones.length !== cluster.availabilityZoneCount) {
+        p.add("cluster.availabilityZoneCount", cluster.availabilityZoneCount, `must equal the number of cluster.availabilityZones (${zones.length}), or be left out`);
+    }
+    if (zones !== undefined && zones.length > 3) p.add("cluster.availabilityZones", zones, "lists more than 3 zones");
+    if (cluster.nodeMinSize < cluster.availabilityZoneCount) {
+        p.add("cluster.nodeMinSize", cluster.nodeMinSize, `must be at least the number of zones (${cluster.availabilityZoneCount}): every zone keeps a node, so a PostgreSQL volume's zone always has one to attach to`);
+    }
+    const both = cluster.adminPrincipalArns.filter((a) => cluster.viewerPrincipalArns.includes(a));
+    if (both.length > 0) p.add("cluster.viewerPrincipalArns", both, "are also in cluster.adminPrincipalArns; a principal has one access entry");
+}
+
 // RFC 5737's documentation ranges: copied from examples, never anyone's real address.
 const DOCUMENTATION_RANGES = ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"];
 
@@ -343,7 +415,8 @@ export function validateConfig(stack: string, raw: RawConfig): PlatformConfig {
 
     const region = str(p, "aws:region", raw.region, "", (s) => REGION.test(s), "is not an AWS commercial-partition region (e.g. us-east-1, eu-west-1)");
     if (raw.region === undefined) p.add("aws:region", undefined, "is required (pulumi config set aws:region us-east-1)");
-    const { region: _region, ...own } = raw;
+    const { region: _region, awsProfile, ...own } = raw;
+    if (awsProfile !== undefined && (typeof awsProfile !== "string" || awsProfile === "")) p.add("aws:profile", awsProfile, "is not a profile name");
     noUnknownKeys(p, "", own, TOP_LEVEL_KEYS);
     const protectData = bool(p, "protectData", raw.protectData, false);
     const allowDataLoss = bool(p, "allowDataLoss", raw.allowDataLoss, false);
@@ -352,14 +425,25 @@ export function validateConfig(stack: string, raw: RawConfig): PlatformConfig {
 
     const c = section(p, "cluster", raw.cluster);
     noUnknownKeys(p, "cluster", c, [
-        "kubernetesVersion", "vpcCidr", "availabilityZoneCount", "natGateways", "nodeInstanceTypes", "nodeAmiType",
-        "nodeMinSize", "nodeDesiredSize", "nodeMaxSize", "nodeDiskSizeGiB", "endpointPublicAccess", "publicAccessCidrs",
-        "logTypes", "deletionProtection",
+        "kubernetesVersion", "previousKubernetesVersion", "addonVersions", "vpcCidr", "availabilityZoneCount", "availabilityZones",
+        "natGateways", "nodeInstanceTypes", "nodeAmiType", "nodeMinSize", "nodeDesiredSize", "nodeMaxSize", "nodeAutoscaler",
+        "nodeDiskSizeGiB", "endpointPublicAccess", "publicAccessCidrs", "logTypes", "deletionProtection",
+        "adminPrincipalArns", "viewerPrincipalArns",
     ]);
+    const minorText = "is not a Kubernetes minor version EKS offers (1.28 to 1.39, e.g. \"1.34\")";
+    const kubernetesVersion = str(p, "cluster.kubernetesVersion", c.kubernetesVersion, "1.34", (s) => KUBERNETES_MINOR.test(s), minorText);
+    const previousKubernetesVersion = c.previousKubernetesVersion === undefined ? undefined : str(p, "cluster.previousKubernetesVersion", c.previousKubernetesVersion, "", (s) => KUBERNETES_MINOR.test(s), minorText) || undefined;
+    const zoneList = c.availabilityZones === undefined ? undefined : list(p, "cluster.availabilityZones", c.availabilityZones, [], (z) => typeof region === "string" && z.startsWith(region) && /^[a-z]{2}-[a-z]+-[0-9][a-z]$/.test(z), `is not an availability zone of aws:region ${region} (e.g. ${region}a)`, 2);
     const cluster: ClusterConfig = {
-        kubernetesVersion: str(p, "cluster.kubernetesVersion", c.kubernetesVersion, "1.34", (s) => /^1\.(2[89]|3[0-9])$/.test(s), "is not a Kubernetes minor version EKS offers (1.28 to 1.39, e.g. \"1.34\")"),
+        kubernetesVersion,
+        previousKubernetesVersion,
+        addonVersions: addonVersions(p, kubernetesVersion, c.addonVersions),
         vpcCidr: str(p, "cluster.vpcCidr", c.vpcCidr, "10.0.0.0/16", (s) => isIpv4Cidr(s) && Number(s.split("/")[1]) >= 16 && Number(s.split("/")[1]) <= 20, "is not an IPv4 CIDR with a prefix from /16 to /20 (e.g. 10.0.0.0/16)"),
-        availabilityZoneCount: int(p, "cluster.availabilityZoneCount", c.availabilityZoneCount, 2, 2, 3),
+        availabilityZoneCount: int(p, "cluster.availabilityZoneCount", c.availabilityZoneCount, zoneList && zoneList.length > 0 ? zoneList.length : 2, 2, 3),
+        availabilityZones: zoneList && zoneList.length > 0 ? zoneList : undefined,
+        nodeAutoscaler: oneOf<NodeAutoscaler>(p, "cluster.nodeAutoscaler", c.nodeAutoscaler, "none", ["none", "clusterAutoscaler"]),
+        adminPrincipalArns: list(p, "cluster.adminPrincipalArns", c.adminPrincipalArns, [], (a) => PRINCIPAL_ARN.test(a), "is not an IAM role or user ARN (arn:aws:iam::<account>:role/<name>; an sts assumed-role session ARN cannot hold an access entry)", 0),
+        viewerPrincipalArns: list(p, "cluster.viewerPrincipalArns", c.viewerPrincipalArns, [], (a) => PRINCIPAL_ARN.test(a), "is not an IAM role or user ARN (arn:aws:iam::<account>:role/<name>; an sts assumed-role session ARN cannot hold an access entry)", 0),
         natGateways: oneOf<NatGatewayMode>(p, "cluster.natGateways", c.natGateways, "single", ["single", "perAz"]),
         nodeInstanceTypes: list(p, "cluster.nodeInstanceTypes", c.nodeInstanceTypes, ["t3.large"], (s) => INSTANCE_TYPE.test(s), "is not an EC2 instance type (e.g. m6i.large)"),
         nodeAmiType: oneOf<NodeAmiType>(p, "cluster.nodeAmiType", c.nodeAmiType, "AL2023_x86_64_STANDARD", ["AL2023_x86_64_STANDARD", "AL2023_ARM_64_STANDARD"]),
@@ -373,6 +457,7 @@ export function validateConfig(stack: string, raw: RawConfig): PlatformConfig {
         deletionProtection: bool(p, "cluster.deletionProtection", c.deletionProtection, false),
     };
     publicAccessProblems(p, cluster, c.publicAccessCidrs === undefined, stack === "prod");
+    clusterChangeProblems(p, cluster);
     if (!(cluster.nodeMinSize <= cluster.nodeDesiredSize && cluster.nodeDesiredSize <= cluster.nodeMaxSize)) {
         p.add("cluster.nodeDesiredSize", cluster.nodeDesiredSize, `must satisfy nodeMinSize (${cluster.nodeMinSize}) <= nodeDesiredSize <= nodeMaxSize (${cluster.nodeMaxSize})`);
     }
@@ -497,7 +582,7 @@ export function validateConfig(stack: string, raw: RawConfig): PlatformConfig {
     if (p.list.length > 0) {
         throw new pulumi.RunError(`Invalid configuration for stack "${stack}":\n  - ${p.list.join("\n  - ")}`);
     }
-    return { stack, region, protectData, allowDataLoss, cluster, storage, postgres, backup, mlflow };
+    return { stack, region, awsProfile: awsProfile as string | undefined, protectData, allowDataLoss, cluster, storage, postgres, backup, mlflow };
 }
 
 /**
@@ -506,17 +591,19 @@ export function validateConfig(stack: string, raw: RawConfig): PlatformConfig {
  * (`protectData: "yes"`) is reported with the rest instead of as the SDK's JSON parse error.
  */
 export function rawConfigFrom(all: Record<string, string>, project: string): RawConfig {
-    const raw: RawConfig = { region: all["aws:region"] };
+    const raw: RawConfig = { region: all["aws:region"], awsProfile: all["aws:profile"] };
     const prefix = `${project}:`;
     for (const [key, text] of Object.entries(all)) {
         if (!key.startsWith(prefix)) continue;
+        // Keys that would shadow the aws: ones keep their namespace, and are reported as unknown.
+        const name = key === `${prefix}region` || key === `${prefix}awsProfile` ? key : key.slice(prefix.length);
         let value: unknown = text;
         try {
             value = JSON.parse(text);
         } catch {
             // a plain string
         }
-        raw[key.slice(prefix.length)] = value;
+        raw[name] = value;
     }
     return raw;
 }

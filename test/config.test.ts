@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { postgresConf } from "../components/postgres";
 import { cronProblem, didYouMean, isBinaryQuantity, isDns1123Label, isIpv4Cidr, maxConnectionsFor, memoryFor, quantityBytes, rawConfigFrom, RawConfig, TOP_LEVEL_KEYS, validateConfig, WORK_MEM_FLOOR_MIB } from "../config";
+import { ADDON_VERSIONS } from "../components/addonVersions";
 import { evaluateStack, EvaluationError } from "../scripts/evaluate";
 
 const base: RawConfig = { region: "us-east-1" };
@@ -41,10 +42,10 @@ describe("config: each rule accepts a good value and names the key of a bad one"
         { key: "cluster.kubernetesVersion", good: { cluster: { kubernetesVersion: "1.33" } }, bad: { cluster: { kubernetesVersion: "1.34.2" } }, shown: '"1.34.2"' },
         { key: "cluster.vpcCidr", good: { cluster: { vpcCidr: "10.1.0.0/16" } }, bad: { cluster: { vpcCidr: "10.1.0.1/16" } }, shown: '"10.1.0.1/16"', allowed: /prefix from \/16 to \/20/ },
         { key: "cluster.vpcCidr", good: { cluster: { vpcCidr: "10.1.0.0/20" } }, bad: { cluster: { vpcCidr: "10.0.0.0/8" } }, shown: '"10.0.0.0/8"' },
-        { key: "cluster.availabilityZoneCount", good: { cluster: { availabilityZoneCount: 3 } }, bad: { cluster: { availabilityZoneCount: 1 } }, shown: "1", allowed: /from 2 to 3/ },
+        { key: "cluster.availabilityZoneCount", good: { cluster: { availabilityZoneCount: 3, nodeMinSize: 3, nodeDesiredSize: 3, nodeMaxSize: 3 } }, bad: { cluster: { availabilityZoneCount: 1 } }, shown: "1", allowed: /from 2 to 3/ },
         { key: "cluster.natGateways", good: { cluster: { natGateways: "perAz" } }, bad: { cluster: { natGateways: "none" } }, shown: '"none"', allowed: /single, perAz/ },
         { key: "cluster.nodeInstanceTypes[0]", good: { cluster: { nodeInstanceTypes: ["m6i.large", "m5.large"] } }, bad: { cluster: { nodeInstanceTypes: ["large"] } }, shown: '"large"' },
-        { key: "cluster.nodeDesiredSize", good: { cluster: { nodeMinSize: 1, nodeDesiredSize: 1, nodeMaxSize: 1 } }, bad: { cluster: { nodeMinSize: 3, nodeDesiredSize: 2, nodeMaxSize: 4 } }, shown: "2", allowed: /nodeMinSize \(3\) <= nodeDesiredSize <= nodeMaxSize \(4\)/ },
+        { key: "cluster.nodeDesiredSize", good: { cluster: { nodeMinSize: 2, nodeDesiredSize: 2, nodeMaxSize: 2 } }, bad: { cluster: { nodeMinSize: 3, nodeDesiredSize: 2, nodeMaxSize: 4 } }, shown: "2", allowed: /nodeMinSize \(3\) <= nodeDesiredSize <= nodeMaxSize \(4\)/ },
         { key: "cluster.nodeDesiredSize", good: { cluster: { nodeDesiredSize: "3" } }, bad: { cluster: { nodeDesiredSize: 2.5 } }, shown: "2.5", allowed: /whole number/ },
         { key: "cluster.nodeAmiType", good: { cluster: { nodeInstanceTypes: ["m7g.large"], nodeAmiType: "AL2023_ARM_64_STANDARD" } }, bad: { cluster: { nodeInstanceTypes: ["m7g.large"] } }, shown: '"AL2023_x86_64_STANDARD"', allowed: /Graviton/ },
         { key: "cluster.publicAccessCidrs[0]", good: { cluster: { publicAccessCidrs: ["100.24.0.0/16"] } }, bad: { cluster: { publicAccessCidrs: ["100.24.0.7"] } }, shown: '"100.24.0.7"' },
@@ -190,7 +191,7 @@ describe("config: unknown top-level keys and values as the CLI passes them", () 
             "mlflow-platform:protectData": "yes", "mlflow-platform:postgres": "5", "mlflow-platform:bakup": '{"schedule":"@daily"}',
             "mlflow-platform:cluster": '{"nodeMinSize":"2"}',
         }, "mlflow-platform");
-        assert.deepEqual(raw, { region: "us-east-1", protectData: "yes", postgres: 5, bakup: { schedule: "@daily" }, cluster: { nodeMinSize: "2" } });
+        assert.deepEqual(raw, { region: "us-east-1", awsProfile: "ops", protectData: "yes", postgres: 5, bakup: { schedule: "@daily" }, cluster: { nodeMinSize: "2" } });
         assert.throws(() => validateConfig("dev", raw), (err: Error) => {
             assert.match(err.message, /- protectData: "yes" is not true or false/);
             assert.match(err.message, /- postgres: 5 is not an object of settings/);
@@ -270,5 +271,67 @@ describe("config: the public API endpoint lets the operators in", () => {
     });
     it("the committed prod stack file does not deploy until the operator sets publicAccessCidrs", async () => {
         await assert.rejects(evaluateStack("prod"), /cluster\.publicAccessCidrs: undefined is required in stack prod/);
+    });
+});
+
+describe("config: cluster access, versions, sizes and zones", () => {
+    const role = "arn:aws:iam::123456789012:role/ci-deploy";
+    it("validates access entry principals", () => {
+        const c = accepts({ cluster: { adminPrincipalArns: [role, "arn:aws:iam::123456789012:user/alice"], viewerPrincipalArns: ["arn:aws:iam::123456789012:role/team/auditors"] } }).cluster;
+        assert.deepEqual(c.adminPrincipalArns, [role, "arn:aws:iam::123456789012:user/alice"]);
+        assert.deepEqual(accepts({}).cluster.adminPrincipalArns, []);
+        rejects({ cluster: { adminPrincipalArns: ["arn:aws:sts::123456789012:assumed-role/ci-deploy/session"] } }, "cluster.adminPrincipalArns[0]", "assumed-role", /not an IAM role or user ARN .*assumed-role session ARN cannot hold an access entry/);
+        rejects({ cluster: { viewerPrincipalArns: ["ci-deploy"] } }, "cluster.viewerPrincipalArns[0]", '"ci-deploy"', /IAM role or user ARN/);
+        rejects({ cluster: { adminPrincipalArns: [role, role] } }, "cluster.adminPrincipalArns", "ci-deploy", /duplicate/);
+        rejects({ cluster: { adminPrincipalArns: [role], viewerPrincipalArns: [role] } }, "cluster.viewerPrincipalArns", "ci-deploy", /also in cluster\.adminPrincipalArns/);
+    });
+
+    it("upgrades one minor at a time when the previous version is known, and never downgrades", () => {
+        accepts({ cluster: { kubernetesVersion: "1.34", previousKubernetesVersion: "1.33" } });
+        accepts({ cluster: { kubernetesVersion: "1.34", previousKubernetesVersion: "1.34" } });
+        rejects({ cluster: { kubernetesVersion: "1.34", previousKubernetesVersion: "1.32" } }, "cluster.kubernetesVersion", '"1.34"', /2 minors past cluster\.previousKubernetesVersion \(1\.32\): EKS upgrades one minor at a time; set 1\.33 first/);
+        rejects({ cluster: { kubernetesVersion: "1.33", previousKubernetesVersion: "1.34" } }, "cluster.kubernetesVersion", '"1.33"', /cannot downgrade/);
+        rejects({ cluster: { previousKubernetesVersion: "1.34.1" } }, "cluster.previousKubernetesVersion", '"1.34.1"', /minor version/);
+    });
+
+    it("takes add-on versions from the table row, lets config override each, and refuses a minor without a row unless all are given", () => {
+        assert.deepEqual(accepts({ cluster: { kubernetesVersion: "1.33" } }).cluster.addonVersions, ADDON_VERSIONS["1.33"]);
+        const over = accepts({ cluster: { addonVersions: { coredns: "v1.12.4-eksbuild.1" } } }).cluster.addonVersions;
+        assert.deepEqual(over, { ...ADDON_VERSIONS["1.34"], coredns: "v1.12.4-eksbuild.1" });
+        rejects({ cluster: { addonVersions: { coredns: "1.12.4" } } }, "cluster.addonVersions.coredns", '"1.12.4"', /eksbuild/);
+        rejects({ cluster: { addonVersions: { kube_proxy: "v1.34.6-eksbuild.2" } } }, "cluster.addonVersions.kube_proxy", "v1.34.6", /did you mean cluster\.addonVersions\.kube-proxy\?/);
+        rejects({ cluster: { kubernetesVersion: "1.30" } }, "cluster.addonVersions", "{}", /no version for vpc-cni, kube-proxy, coredns, aws-ebs-csi-driver on Kubernetes 1\.30.*describe-addon-versions --kubernetes-version 1\.30/);
+        const all = { "vpc-cni": "v1.21.1-eksbuild.7", "kube-proxy": "v1.30.14-eksbuild.28", coredns: "v1.11.4-eksbuild.33", "aws-ebs-csi-driver": "v1.66.0-eksbuild.1" };
+        assert.deepEqual(accepts({ cluster: { kubernetesVersion: "1.30", addonVersions: all } }).cluster.addonVersions, all);
+        for (const [minor, row] of Object.entries(ADDON_VERSIONS)) {
+            for (const v of Object.values(row)) assert.match(v, /^v[0-9]+\.[0-9]+\.[0-9]+-eksbuild\.[0-9]+$/, minor);
+            assert.ok(row["kube-proxy"].startsWith(`v${minor}.`), `kube-proxy follows the minor ${minor}`);
+        }
+    });
+
+    it("sizes node groups as config says: min <= desired <= max, a node per zone, desiredSize owned by config unless an autoscaler is named", () => {
+        assert.equal(accepts({}).cluster.nodeAutoscaler, "none");
+        assert.equal(accepts({ cluster: { nodeAutoscaler: "clusterAutoscaler" } }).cluster.nodeAutoscaler, "clusterAutoscaler");
+        rejects({ cluster: { nodeAutoscaler: "karpenter" } }, "cluster.nodeAutoscaler", '"karpenter"', /none, clusterAutoscaler/);
+        rejects({ cluster: { nodeMinSize: 4, nodeDesiredSize: 3, nodeMaxSize: 5 } }, "cluster.nodeDesiredSize", "3", /nodeMinSize \(4\) <= nodeDesiredSize/);
+        rejects({ cluster: { nodeMinSize: 1, nodeDesiredSize: 2 } }, "cluster.nodeMinSize", "1", /at least the number of zones \(2\)/);
+        rejects({ cluster: { availabilityZoneCount: 3, nodeMinSize: 2, nodeDesiredSize: 3, nodeMaxSize: 6 } }, "cluster.nodeMinSize", "2", /zones \(3\)/);
+    });
+
+    it("pins availability zones of the stack's region", () => {
+        const c = accepts({ cluster: { availabilityZones: ["us-east-1b", "us-east-1d", "us-east-1f"], nodeMinSize: 3, nodeDesiredSize: 3, nodeMaxSize: 3 } }).cluster;
+        assert.deepEqual([c.availabilityZones, c.availabilityZoneCount], [["us-east-1b", "us-east-1d", "us-east-1f"], 3]);
+        assert.equal(accepts({}).cluster.availabilityZones, undefined);
+        rejects({ cluster: { availabilityZones: ["eu-west-1a", "eu-west-1b"] } }, "cluster.availabilityZones[0]", "eu-west-1a", /not an availability zone of aws:region us-east-1/);
+        rejects({ cluster: { availabilityZones: ["us-east-1-wl1-bos-wlz-1", "us-east-1a"] } }, "cluster.availabilityZones[0]", "wlz", /availability zone/);
+        rejects({ cluster: { availabilityZones: ["us-east-1a", "us-east-1b"], availabilityZoneCount: 3 } }, "cluster.availabilityZoneCount", "3", /must equal the number of cluster\.availabilityZones \(2\)/);
+    });
+
+    it("passes aws:profile on, and keeps project keys from shadowing aws: ones", () => {
+        assert.equal(accepts({ awsProfile: "ops" }).awsProfile, "ops");
+        assert.equal(accepts({}).awsProfile, undefined);
+        const raw = rawConfigFrom({ "aws:region": "us-east-1", "mlflow-platform:region": "eu-west-1" }, "mlflow-platform");
+        assert.equal(raw.region, "us-east-1");
+        rejects(raw, "mlflow-platform:region", "eu-west-1", /is not a known setting/);
     });
 });
