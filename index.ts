@@ -10,7 +10,7 @@ import { loadConfig } from "./config";
 const config = loadConfig();
 const prefix = `mlflow-${config.stack}`;
 
-const cluster = new Cluster(prefix, { clusterName: prefix, ...config.cluster });
+const cluster = new Cluster(prefix, { clusterName: prefix, ...config.cluster, awsProfile: config.awsProfile, volumeKmsKeyArn: config.storage.kmsKeyArn });
 const k8sOpts = { providers: { kubernetes: cluster.provider } };
 
 const storage = new StorageClass("storage", config.storage, { ...k8sOpts, dependsOn: [cluster.ebsCsiAddon] });

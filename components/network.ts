@@ -6,6 +6,13 @@ export interface NetworkArgs {
     cidrBlock: string;
     /** How many availability zones to spread subnets over (2 or 3). */
     availabilityZoneCount: number;
+    /**
+     * Zones pinned in config. Without them the zones come from the region's list at deploy time,
+     * and a change in what AWS reports as available would move (replace) subnets: a subnet's
+     * availabilityZone forces replacement (ForceNew in terraform-provider-aws
+     * internal/service/ec2/vpc_subnet.go).
+     */
+    availabilityZones?: string[];
     /** "single": one NAT gateway for all private subnets (cheap); "perAz": one per zone (survives a zone outage). */
     natGateways: "single" | "perAz";
     /** EKS cluster name, for the subnet tags the AWS load balancer integrations look for. */
@@ -33,11 +40,21 @@ export class Network extends pulumi.ComponentResource {
     public readonly vpcId: pulumi.Output<string>;
     public readonly publicSubnetIds: pulumi.Output<string>[];
     public readonly privateSubnetIds: pulumi.Output<string>[];
+    /** The zone of each private subnet, by index. */
+    public readonly availabilityZones: pulumi.Output<string>[];
 
     constructor(name: string, args: NetworkArgs, opts?: pulumi.ComponentResourceOptions) {
         super("platform:index:Network", name, {}, opts);
 
-        const zones = aws.getAvailabilityZonesOutput({ state: "available" }, { parent: this });
+        // Only zones that need no opt-in, and only real availability zones: a Local Zone or
+        // Wavelength Zone offers few instance types and no EKS control-plane ENIs.
+        const zones = args.availabilityZones !== undefined ? undefined : aws.getAvailabilityZonesOutput({
+            state: "available",
+            filters: [
+                { name: "opt-in-status", values: ["opt-in-not-required"] },
+                { name: "zone-type", values: ["availability-zone"] },
+            ],
+        }, { parent: this });
         const vpc = new aws.ec2.Vpc(`${name}-vpc`, {
             cidrBlock: args.cidrBlock,
             enableDnsHostnames: true,
@@ -56,11 +73,13 @@ export class Network extends pulumi.ComponentResource {
         const publicSubnets: aws.ec2.Subnet[] = [];
         const privateSubnets: aws.ec2.Subnet[] = [];
         const natGateways: aws.ec2.NatGateway[] = [];
+        const subnetZones: pulumi.Output<string>[] = [];
         for (let i = 0; i < args.availabilityZoneCount; i++) {
-            const az = zones.names.apply((names) => {
+            const az = zones === undefined ? pulumi.output(args.availabilityZones![i]) : zones.names.apply((names) => {
                 if (names.length <= i) throw new Error(`the region has ${names.length} available zones; cluster.availabilityZoneCount asks for ${args.availabilityZoneCount}`);
                 return names[i];
             });
+            subnetZones.push(az);
             // Private: /19s from the start of a /16; public: small /22s from the last /19.
             const pub = new aws.ec2.Subnet(`${name}-public-${i}`, {
                 vpcId: vpc.id,
@@ -100,6 +119,7 @@ export class Network extends pulumi.ComponentResource {
         this.vpcId = vpc.id;
         this.publicSubnetIds = publicSubnets.map((s) => s.id);
         this.privateSubnetIds = privateSubnets.map((s) => s.id);
+        this.availabilityZones = subnetZones;
         this.registerOutputs({ vpcId: this.vpcId, publicSubnetIds: this.publicSubnetIds, privateSubnetIds: this.privateSubnetIds });
     }
 }

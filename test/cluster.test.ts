@@ -1,8 +1,11 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import type { EvaluatedResource } from "../scripts/evaluate";
 import { OIDC_ISSUER, OIDC_PROVIDER_ARN } from "../scripts/mocks";
+import { ADDON_VERSIONS } from "../components/addonVersions";
+import { CLUSTER_ADMIN_POLICY, ebsKmsPolicy, kubeconfigWithProfile, splitAcrossZones, VIEW_POLICY } from "../components/cluster";
 import { cidrSubnet } from "../components/network";
-import { all, clusterProviderRef, kubernetesObjects, one, policyOf, stack, STACKS } from "./support/stacks";
+import { all, changesBetween, clusterProviderRef, kubernetesObjects, one, policyOf, stack, STACKS } from "./support/stacks";
 
 const expected = {
     dev: { zones: 2, nats: 1, cidr: "10.10.0.0/16", types: ["t3.large"], sizes: [2, 2, 3], logs: ["api", "audit"], reclaim: "Delete" },
@@ -43,7 +46,13 @@ for (const name of STACKS) {
             for (const s of priv) assert.equal(s.inputs.tags["kubernetes.io/role/internal-elb"], "1");
             const cidrs = subnets.map((s) => s.inputs.cidrBlock);
             assert.equal(new Set(cidrs).size, cidrs.length, "subnet CIDRs overlap");
-            assert.ok(ev.calls.some((c) => c.token === "aws:index/getAvailabilityZones:getAvailabilityZones" && c.inputs.state === "available"));
+            const [azCall] = ev.calls.filter((c) => c.token === "aws:index/getAvailabilityZones:getAvailabilityZones");
+            assert.equal(azCall.inputs.state, "available");
+            // No Local or Wavelength Zones, and none that needs opting in.
+            assert.deepEqual(azCall.inputs.filters, [
+                { name: "opt-in-status", values: ["opt-in-not-required"] },
+                { name: "zone-type", values: ["availability-zone"] },
+            ]);
         });
 
         it(`routes private subnets through ${want.nats} NAT gateway(s) and public ones through the internet gateway`, async () => {
@@ -84,16 +93,41 @@ for (const name of STACKS) {
             assert.deepEqual(eks.inputs.publicAccessCidrs, name === "prod" ? ["198.18.0.0/15"] : ["0.0.0.0/0"]);
         });
 
-        it("runs a managed node group in the private subnets with the configured sizes and IMDSv2", async () => {
+        it("pins every managed add-on to the table's row for the cluster's Kubernetes version", async () => {
             const ev = await stack(name);
-            const [ng] = all(ev, "aws:eks/nodeGroup:NodeGroup");
-            assert.equal(ng.inputs.clusterName, `mlflow-${name}`);
-            assert.deepEqual(ng.inputs.instanceTypes, want.types);
+            const row = ADDON_VERSIONS["1.34"];
+            const [eks] = all(ev, "eks:index:Cluster");
+            assert.equal(eks.inputs.vpcCniOptions.addonVersion, row["vpc-cni"]);
+            assert.equal(eks.inputs.kubeProxyAddonOptions.enabled, true);
+            assert.equal(eks.inputs.kubeProxyAddonOptions.version, row["kube-proxy"]);
+            assert.equal(eks.inputs.corednsAddonOptions.enabled, false, "CoreDNS is ours, created after the nodes");
+            const addons: Record<string, EvaluatedResource> = Object.fromEntries(all(ev, "aws:eks/addon:Addon").map((a) => [a.inputs.addonName, a]));
+            assert.deepEqual(Object.keys(addons).sort(), ["aws-ebs-csi-driver", "coredns"]);
+            assert.equal(addons.coredns.inputs.addonVersion, row.coredns);
+            assert.equal(addons["aws-ebs-csi-driver"].inputs.addonVersion, row["aws-ebs-csi-driver"]);
+            for (const a of Object.values(addons)) {
+                assert.equal(a.inputs.resolveConflictsOnCreate, "OVERWRITE", "adopts what EKS installed self-managed");
+                assert.ok(all(ev, "aws:eks/nodeGroup:NodeGroup").every((ng) => a.dependsOn.includes(`aws:eks/nodeGroup:NodeGroup::${ng.name}`)), `${a.name} waits for every node group`);
+            }
+            assert.ok(!ev.calls.some((c) => c.token.includes("getAddonVersion")), "no version is looked up at deploy time");
+        });
+
+        it("runs one managed node group per zone, each in its zone's private subnet, following kubernetesVersion, with IMDSv2", async () => {
+            const ev = await stack(name);
+            const groups = all(ev, "aws:eks/nodeGroup:NodeGroup").sort((a, b) => a.name.localeCompare(b.name));
+            assert.deepEqual(groups.map((g) => g.name), Array.from({ length: want.zones }, (_, i) => `mlflow-${name}-nodes-${i}`));
             const [min, desired, max] = want.sizes;
-            assert.deepEqual(ng.inputs.scalingConfig, { minSize: min, desiredSize: desired, maxSize: max });
-            assert.equal(ng.inputs.subnetIds.length, want.zones);
-            for (const id of ng.inputs.subnetIds) assert.match(id, /-private-\d-id$/);
-            assert.deepEqual(ng.ignoreChanges, ["scalingConfig.desiredSize"]);
+            groups.forEach((ng, i) => {
+                assert.equal(ng.inputs.clusterName, `mlflow-${name}`);
+                assert.equal(ng.inputs.version, "1.34");
+                assert.deepEqual(ng.inputs.instanceTypes, want.types);
+                assert.deepEqual(ng.inputs.subnetIds, [`mlflow-${name}-network-private-${i}-id`]);
+                const sc = ng.inputs.scalingConfig;
+                assert.ok(sc.minSize >= 1 && sc.minSize <= sc.desiredSize && sc.desiredSize <= sc.maxSize, JSON.stringify(sc));
+                assert.deepEqual(ng.ignoreChanges, [], "no autoscaler configured: config owns the desired size");
+            });
+            const total = (k: string) => groups.reduce((n, g) => n + g.inputs.scalingConfig[k], 0);
+            assert.deepEqual([total("minSize"), total("desiredSize"), total("maxSize")], [min, desired, max]);
             const [lt] = all(ev, "aws:ec2/launchTemplate:LaunchTemplate");
             assert.equal(lt.inputs.metadataOptions.httpTokens, "required");
             assert.equal(lt.inputs.metadataOptions.httpPutResponseHopLimit, 1);
@@ -166,3 +200,147 @@ for (const name of STACKS) {
         });
     });
 }
+
+describe("node sizes split over zones", () => {
+    it("keeps min <= desired <= max in every zone and the totals of config", () => {
+        assert.deepEqual(splitAcrossZones(3, 2), [2, 1]);
+        assert.deepEqual(splitAcrossZones(6, 3), [2, 2, 2]);
+        for (let zones = 2; zones <= 3; zones++) {
+            for (let min = zones; min <= 9; min++) {
+                for (let desired = min; desired <= 9; desired++) {
+                    for (let max = desired; max <= 9; max++) {
+                        const [a, b, c] = [min, desired, max].map((t) => splitAcrossZones(t, zones));
+                        a.forEach((_, i) => assert.ok(a[i] >= 1 && a[i] <= b[i] && b[i] <= c[i], `${min}/${desired}/${max} over ${zones}`));
+                        assert.equal(b.reduce((x, y) => x + y), desired);
+                    }
+                }
+            }
+        }
+    });
+});
+
+// Day-2 changes: the program evaluated before and after a config change, resource options included.
+const A = "arn:aws:iam::123456789012:role/ci-deploy";
+const B = "arn:aws:iam::123456789012:user/second-operator";
+const V = "arn:aws:iam::123456789012:role/auditors";
+const KEY = "arn:aws:kms:us-east-1:123456789012:key/0e4c6a1b-1f2e-4c3d-9a8b-7c6d5e4f3a2b";
+const handedOver = {
+    "aws:profile": "platform-ops",
+    "mlflow-platform:cluster.adminPrincipalArns": [A],
+    "mlflow-platform:cluster.viewerPrincipalArns": [V],
+    "mlflow-platform:storage.kmsKeyArn": KEY,
+};
+
+describe("cluster access for more than its creator", () => {
+    it("gives each admin and viewer an access entry with its access policy, cluster-wide", async () => {
+        const ev = await stack("dev", handedOver);
+        const entries = all(ev, "aws:eks/accessEntry:AccessEntry");
+        const assocs = all(ev, "aws:eks/accessPolicyAssociation:AccessPolicyAssociation");
+        assert.deepEqual(entries.map((e) => e.inputs.principalArn).sort(), [V, A].sort());
+        for (const e of entries) {
+            assert.equal(e.inputs.clusterName, "mlflow-dev");
+            assert.equal(e.inputs.type, "STANDARD");
+            assert.ok(e.dependsOn.includes("eks:index:Cluster::mlflow-dev-eks"));
+        }
+        const policyOfPrincipal = Object.fromEntries(assocs.map((a) => [a.inputs.principalArn, a]));
+        assert.equal(policyOfPrincipal[A].inputs.policyArn, CLUSTER_ADMIN_POLICY);
+        assert.equal(policyOfPrincipal[V].inputs.policyArn, VIEW_POLICY);
+        for (const a of assocs) {
+            assert.deepEqual(a.inputs.accessScope, { type: "cluster" });
+            assert.ok(a.dependsOn.some((d) => d.startsWith("aws:eks/accessEntry:AccessEntry::")));
+        }
+        assert.equal(all(await stack("dev"), "aws:eks/accessEntry:AccessEntry").length, 0, "none unless configured");
+    });
+
+    it("adding an admin later adds its entry and touches no other principal's", async () => {
+        const before = await stack("dev", handedOver);
+        const after = await stack("dev", { ...handedOver, "mlflow-platform:cluster.adminPrincipalArns": [B, A] });
+        const c = changesBetween(before, after);
+        assert.deepEqual(c.removed, []);
+        assert.deepEqual(c.added.map((k) => k.split("::")[0]).sort(), ["aws:eks/accessEntry:AccessEntry", "aws:eks/accessPolicyAssociation:AccessPolicyAssociation"]);
+        assert.ok(c.added.every((k) => k.includes("second-operator")), c.added.join(", "));
+        assert.deepEqual([...c.changed.keys()], [], "nothing else changes");
+    });
+});
+
+describe("aws:profile is honoured beyond the AWS provider", () => {
+    it("writes AWS_PROFILE into the exported kubeconfig and the Kubernetes provider's, and the eks component's own", async () => {
+        const ev = await stack("dev", handedOver);
+        const users = (k: string) => JSON.parse(k).users.map((u: { user: { exec: { env?: unknown } } }) => u.user.exec.env);
+        assert.deepEqual(users(ev.outputs.kubeconfig.value), [[{ name: "AWS_PROFILE", value: "platform-ops" }]]);
+        assert.equal(ev.outputs.kubeconfig.secret, true);
+        const [provider] = all(ev, "pulumi:providers:kubernetes");
+        assert.deepEqual(users(provider.inputs.kubeconfig), [[{ name: "AWS_PROFILE", value: "platform-ops" }]]);
+        const [eks] = all(ev, "eks:index:Cluster");
+        assert.deepEqual(eks.inputs.providerCredentialOpts, { profileName: "platform-ops" });
+        const plain = await stack("dev");
+        assert.deepEqual(users(plain.outputs.kubeconfig.value), [undefined], "no profile, no env");
+    });
+
+    it("replaces a profile already in the kubeconfig instead of adding a second", () => {
+        const kc = JSON.stringify({ users: [{ name: "u", user: { exec: { command: "aws", env: [{ name: "AWS_PROFILE", value: "old" }, { name: "X", value: "1" }] } } }] });
+        assert.deepEqual(JSON.parse(kubeconfigWithProfile(kc, "new")).users[0].user.exec.env, [{ name: "X", value: "1" }, { name: "AWS_PROFILE", value: "new" }]);
+    });
+});
+
+describe("customer-managed KMS key for volumes", () => {
+    it("gives the EBS CSI role exactly AWS's documented key grants, on that key only", async () => {
+        const ev = await stack("dev", handedOver);
+        const inline = one(ev, "aws:iam/rolePolicy:RolePolicy", "mlflow-dev-ebs-csi-inline");
+        assert.match(inline.inputs.role, /mlflow-dev-ebs-csi-role/);
+        const doc = policyOf(inline);
+        assert.deepEqual(doc, JSON.parse(ebsKmsPolicy(KEY)));
+        assert.deepEqual(doc.Statement[0].Action, ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"]);
+        assert.deepEqual(doc.Statement[0].Condition, { Bool: { "kms:GrantIsForAWSResource": "true" } });
+        for (const st of doc.Statement) assert.deepEqual(st.Resource, [KEY]);
+        const sc = one(ev, "kubernetes:storage.k8s.io/v1:StorageClass", "storage-class");
+        assert.equal(sc.inputs.parameters.kmsKeyId, KEY);
+        assert.ok(!all(await stack("dev"), "aws:iam/rolePolicy:RolePolicy").some((r) => r.name.startsWith("mlflow-dev-ebs-csi")), "no key, no KMS grant");
+    });
+});
+
+describe("upgrades and unrelated changes", () => {
+    it("an unrelated change (node count) rolls no add-on and changes only the node groups' sizes", async () => {
+        const before = await stack("dev");
+        const after = await stack("dev", { "mlflow-platform:cluster.nodeDesiredSize": 3 });
+        const c = changesBetween(before, after);
+        assert.deepEqual(c.added, []);
+        assert.deepEqual(c.removed, []);
+        assert.deepEqual(Object.fromEntries(c.changed), { "aws:eks/nodeGroup:NodeGroup::mlflow-dev-nodes-0": { inputs: ["scalingConfig.desiredSize"], options: [] } });
+        assert.equal(one(after, "aws:eks/nodeGroup:NodeGroup", "mlflow-dev-nodes-0").inputs.scalingConfig.desiredSize, 2, "3 nodes over 2 zones: 2 + 1");
+    });
+
+    it("a cluster autoscaler in config makes the node groups ignore desiredSize; pinned zones are used as given, without a lookup", async () => {
+        const before = await stack("dev");
+        const after = await stack("dev", { "mlflow-platform:cluster.nodeAutoscaler": "clusterAutoscaler", "mlflow-platform:cluster.availabilityZones": ["us-east-1b", "us-east-1c"] });
+        for (const ng of all(after, "aws:eks/nodeGroup:NodeGroup")) assert.deepEqual(ng.ignoreChanges, ["scalingConfig.desiredSize"]);
+        assert.ok(!after.calls.some((c) => c.token === "aws:index/getAvailabilityZones:getAvailabilityZones"), "pinned zones need no lookup, so AWS's list cannot move them");
+        const zones = all(after, "aws:ec2/subnet:Subnet").map((s) => `${s.name.replace(/^.*-(public|private)-/, "$1-")}=${s.inputs.availabilityZone}`).sort();
+        assert.deepEqual(zones, ["private-0=us-east-1b", "private-1=us-east-1c", "public-0=us-east-1b", "public-1=us-east-1c"]);
+        const c = changesBetween(before, after);
+        for (const [k, v] of c.changed) {
+            if (k.startsWith("aws:eks/nodeGroup:NodeGroup::")) assert.deepEqual(v, { inputs: [], options: ["ignoreChanges"] }, k);
+        }
+    });
+
+    it("raising kubernetesVersion by one minor moves the control plane, every add-on and every node group, and nothing else", async () => {
+        const before = await stack("dev");
+        const after = await stack("dev", { "mlflow-platform:cluster.kubernetesVersion": "1.35", "mlflow-platform:cluster.previousKubernetesVersion": "1.34" });
+        const c = changesBetween(before, after);
+        assert.deepEqual(c.added, []);
+        assert.deepEqual(c.removed, []);
+        const [from, to] = [ADDON_VERSIONS["1.34"], ADDON_VERSIONS["1.35"]];
+        const moved = (addon: keyof typeof to, path: string) => (from[addon] !== to[addon] ? [path] : []);
+        const changed = Object.fromEntries([...c.changed].map(([k, v]) => [k, v]));
+        assert.deepEqual(changed, {
+            "eks:index:Cluster::mlflow-dev-eks": { inputs: [...moved("kube-proxy", "kubeProxyAddonOptions.version"), "version", ...moved("vpc-cni", "vpcCniOptions.addonVersion")], options: [] },
+            "aws:eks/nodeGroup:NodeGroup::mlflow-dev-nodes-0": { inputs: ["version"], options: [] },
+            "aws:eks/nodeGroup:NodeGroup::mlflow-dev-nodes-1": { inputs: ["version"], options: [] },
+            ...(from.coredns !== to.coredns ? { "aws:eks/addon:Addon::mlflow-dev-coredns": { inputs: ["addonVersion"], options: [] } } : {}),
+            ...(from["aws-ebs-csi-driver"] !== to["aws-ebs-csi-driver"] ? { "aws:eks/addon:Addon::mlflow-dev-ebs-csi": { inputs: ["addonVersion"], options: [] } } : {}),
+        });
+        const [eks] = all(after, "eks:index:Cluster");
+        assert.equal(eks.inputs.version, "1.35");
+        assert.equal(eks.inputs.kubeProxyAddonOptions.version, to["kube-proxy"]);
+    });
+});
