@@ -39,6 +39,13 @@ function describe(r: unknown): string {
     return `${res.__pulumiType}::${res.__name}`;
 }
 
+/** An override written `{ "$secret": value }` is set as a secret, as `pulumi config set --secret` does. */
+const SECRET_OVERRIDE = "$secret";
+
+function isSecretOverride(v: unknown): v is { [SECRET_OVERRIDE]: unknown } {
+    return v !== null && typeof v === "object" && SECRET_OVERRIDE in v;
+}
+
 /** Stack file values as the Pulumi CLI hands them to the program: strings, objects as JSON. */
 function stackConfig(stack: string, overrides: Record<string, unknown>): Record<string, string> {
     const file = path.join(root, "stacks", `Pulumi.${stack}.yaml`);
@@ -48,7 +55,7 @@ function stackConfig(stack: string, overrides: Record<string, unknown>): Record<
         const [key, ...fieldPath] = k.split(".");
         if (fieldPath.length === 0) {
             if (v === null) delete merged[key];
-            else merged[key] = v;
+            else merged[key] = isSecretOverride(v) ? v[SECRET_OVERRIDE] : v;
             continue;
         }
         const root = structuredClone((merged[key] ?? {}) as Record<string, unknown>);
@@ -66,7 +73,8 @@ async function main(): Promise<void> {
     const [stack, outFile] = process.argv.slice(2);
     const overrides = JSON.parse(process.env.EVAL_CONFIG_OVERRIDES ?? "{}") as Record<string, unknown>;
     const mocks = new RecordingMocks();
-    pulumi.runtime.setAllConfig(stackConfig(stack, overrides));
+    const secretKeys = Object.entries(overrides).filter(([, v]) => isSecretOverride(v)).map(([k]) => k);
+    pulumi.runtime.setAllConfig(stackConfig(stack, overrides), secretKeys);
     await pulumi.runtime.setMocks(mocks, PROJECT, stack, false);
 
     const options: OptionsRecord[] = [];

@@ -179,10 +179,11 @@ describe("config: cron schedules as Kubernetes parses them", () => {
 
 describe("config: unknown top-level keys and values as the CLI passes them", () => {
     it("knows exactly the sections the program reads", () => {
-        assert.deepEqual([...TOP_LEVEL_KEYS], ["protectData", "allowDataLoss", "cluster", "storage", "postgres", "backup", "mlflow"]);
+        assert.deepEqual([...TOP_LEVEL_KEYS], ["protectData", "allowDataLoss", "cluster", "storage", "postgres", "backup", "mlflow", "monitoring", "alertReceiver"]);
         assert.equal(didYouMean("protectdata", TOP_LEVEL_KEYS), "protectData");
         assert.equal(didYouMean("clustr", TOP_LEVEL_KEYS), "cluster");
-        assert.equal(didYouMean("monitoring", TOP_LEVEL_KEYS), undefined);
+        assert.equal(didYouMean("monitorng", TOP_LEVEL_KEYS), "monitoring");
+        assert.equal(didYouMean("logging", TOP_LEVEL_KEYS), undefined);
     });
 
     it("reads every key of the project's namespace, and only those, JSON where it is JSON", () => {
