@@ -1,9 +1,14 @@
 // Reads the stack's configuration and wires the platform's components together; no other logic.
+import * as pulumi from "@pulumi/pulumi";
 import { Backup, BACKUP_POD_LABELS, logicalBackupExpirations, RESTORE_POD_LABELS } from "./components/backup";
 import { BackupStore } from "./components/backupStore";
 import { Cluster } from "./components/cluster";
-import { Mlflow, MLFLOW_POD_LABELS } from "./components/mlflow";
+import { Alerts } from "./components/alerts";
+import { Dashboards } from "./components/dashboards";
+import { Mlflow, MLFLOW_POD_LABELS, MLFLOW_RELEASE_NAME } from "./components/mlflow";
+import { Monitoring } from "./components/monitoring";
 import { Postgres } from "./components/postgres";
+import { METRICS_ROLE, PostgresMetrics, postgresExporterExtras } from "./components/postgresMetrics";
 import { StorageClass } from "./components/storageClass";
 import { loadConfig } from "./config";
 
@@ -24,6 +29,19 @@ const backupStore = new BackupStore("backup", {
     protectData: config.protectData,
 });
 
+// The monitoring stack first: the platform's monitors and rules are custom resources of its CRDs.
+const monitoring = config.monitoring.mode === "install"
+    ? new Monitoring("monitoring", {
+        namespace: config.monitoring.namespace,
+        retention: config.monitoring.retention,
+        storageSize: config.monitoring.storageSize,
+        resources: config.monitoring.resources,
+        storageClassName: storage.className,
+        alertReceiver: config.alertReceiver ? pulumi.secret(config.alertReceiver) : undefined,
+    }, k8sOpts)
+    : undefined;
+const watched = config.monitoring.mode !== "none";
+
 const postgres = new Postgres("postgres", {
     ...config.postgres,
     storageClassName: storage.className,
@@ -33,6 +51,8 @@ const postgres = new Postgres("postgres", {
         { namespace: config.postgres.namespace, podLabels: RESTORE_POD_LABELS },
     ],
     protectData: config.protectData,
+    podExtras: watched ? [postgresExporterExtras({ monitoringNamespace: config.monitoring.namespace })] : [],
+    extraRoles: watched ? [METRICS_ROLE] : [],
 }, k8sOpts);
 
 const backup = new Backup("backup", {
@@ -64,7 +84,42 @@ const mlflow = new Mlflow("mlflow", {
     oidcIssuer: cluster.oidcIssuer,
     region: config.region,
     protectData: config.protectData,
+    metrics: watched ? { labels: config.monitoring.selectorLabels, ready: monitoring?.release } : undefined,
 }, k8sOpts);
+
+if (watched) {
+    new PostgresMetrics("postgres-metrics", {
+        namespace: postgres.namespace,
+        podLabels: postgres.podLabels,
+        selectorLabels: config.monitoring.selectorLabels,
+        crds: monitoring?.release,
+    }, k8sOpts);
+    new Alerts("alerts", {
+        namespace: monitoring?.namespace ?? config.monitoring.namespace,
+        labels: config.monitoring.selectorLabels,
+        postgresNamespace: postgres.namespace,
+        postgresStatefulSet: postgres.statefulSetName,
+        mlflowNamespace: mlflow.namespace,
+        mlflowDeployment: MLFLOW_RELEASE_NAME,
+        backupCronJob: backup.backupCronJobName,
+        verifyCronJob: backup.verifyCronJobName,
+        restoreCronJob: backup.restoreCronJobName,
+        backupSchedule: config.backup.schedule,
+        verifySchedule: config.backup.verifySchedule,
+        verifySuspended: config.backup.verifySuspended,
+        extraNamespaces: monitoring ? [config.monitoring.namespace] : [],
+        runbookBaseUrl: config.monitoring.runbookBaseUrl,
+        crds: monitoring?.release,
+    }, k8sOpts);
+    new Dashboards("dashboards", {
+        namespace: monitoring?.namespace ?? config.monitoring.namespace,
+        postgresNamespace: postgres.namespace,
+        postgresStatefulSet: postgres.statefulSetName,
+        cronJobs: [backup.backupCronJobName, backup.verifyCronJobName, backup.restoreCronJobName],
+        mlflowNamespace: mlflow.namespace,
+        mlflowDeployment: MLFLOW_RELEASE_NAME,
+    }, k8sOpts);
+}
 
 export const clusterName = cluster.clusterName;
 export const kubeconfig = cluster.kubeconfig;
@@ -86,3 +141,5 @@ export const mlflowUrl = mlflow.inClusterUrl;
 export const mlflowPortForward = mlflow.portForwardCommand;
 export const mlflowArtifactBucket = mlflow.artifactBucketName;
 export const mlflowAdminSecret = mlflow.adminSecretName;
+export const grafanaPortForward = monitoring?.grafanaPortForwardCommand;
+export const grafanaAdminSecret = monitoring?.grafanaAdminSecretName;

@@ -1,7 +1,9 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import YAML from "yaml";
+import { BACKUP_JOB_DEADLINE_SECONDS } from "./backup";
 import { cronMaxIntervalSeconds } from "./cron";
+import { EXPORTER_CONTAINER } from "./postgresMetrics";
 
 /** The platform's objects the alerts watch: fixed names from the components that create them. */
 export interface AlertTargets {
@@ -185,11 +187,29 @@ export function rulesFile(groups: RuleGroup[]): string {
 }
 
 export interface AlertsArgs {
+    /** Where the PrometheusRule lives (the monitoring namespace). */
     namespace: pulumi.Input<string>;
-    groups: RuleGroup[];
     /** Labels the Prometheus's ruleSelector matches. */
     labels: Record<string, string>;
+    postgresNamespace: pulumi.Input<string>;
+    postgresStatefulSet: pulumi.Input<string>;
+    mlflowNamespace: pulumi.Input<string>;
+    mlflowDeployment: string;
+    backupCronJob: pulumi.Input<string>;
+    verifyCronJob: pulumi.Input<string>;
+    restoreCronJob: pulumi.Input<string>;
+    backupSchedule: string;
+    verifySchedule: string;
+    verifySuspended: boolean;
+    /** Namespaces watched beside the database's and MLflow's (the monitoring stack installed here). */
+    extraNamespaces: string[];
+    runbookBaseUrl: string;
+    /** What installs the PrometheusRule CRD, when this program does (the monitoring release). */
+    crds?: pulumi.Resource;
 }
+
+/** No WAL archived for 15 archive_timeouts (60 s by default) while rows were written. */
+const WAL_ARCHIVE_MAX_AGE_SECONDS = 900;
 
 /** The platform's alerts as a PrometheusRule for the Prometheus Operator. */
 export class Alerts extends pulumi.ComponentResource {
@@ -197,12 +217,29 @@ export class Alerts extends pulumi.ComponentResource {
 
     constructor(name: string, args: AlertsArgs, opts?: pulumi.ComponentResourceOptions) {
         super("platform:index:Alerts", name, {}, opts);
+        const groups = pulumi.all([args.postgresNamespace, args.postgresStatefulSet, args.mlflowNamespace, args.backupCronJob, args.verifyCronJob, args.restoreCronJob])
+            .apply(([postgresNamespace, postgresStatefulSet, mlflowNamespace, backupCronJob, verifyCronJob, restoreCronJob]) => alertRuleGroups({
+                postgresNamespace,
+                postgresStatefulSet,
+                exporterContainer: EXPORTER_CONTAINER,
+                mlflowNamespace,
+                mlflowDeployment: args.mlflowDeployment,
+                platformNamespaces: [postgresNamespace, mlflowNamespace, ...args.extraNamespaces],
+                volumeNamespaces: [postgresNamespace, ...args.extraNamespaces],
+                backupCronJob,
+                verifyCronJob,
+                restoreCronJob,
+                backupMaxAgeSeconds: backupMaxAgeSeconds(args.backupSchedule, BACKUP_JOB_DEADLINE_SECONDS),
+                verifyMaxAgeSeconds: args.verifySuspended ? undefined : verifyMaxAgeSeconds(args.verifySchedule),
+                walArchiveMaxAgeSeconds: WAL_ARCHIVE_MAX_AGE_SECONDS,
+                runbookBaseUrl: args.runbookBaseUrl,
+            }));
         const rule = new k8s.apiextensions.CustomResource(`${name}-rules`, {
             apiVersion: "monitoring.coreos.com/v1",
             kind: "PrometheusRule",
             metadata: { name: "platform-alerts", namespace: args.namespace, labels: args.labels },
-            spec: { groups: args.groups },
-        }, { parent: this });
+            spec: { groups },
+        }, { parent: this, dependsOn: args.crds ? [args.crds] : [] });
         this.ruleName = rule.metadata.name;
         this.registerOutputs({ ruleName: this.ruleName });
     }

@@ -51,18 +51,32 @@ export function dashboard(name: DashboardName, constants: Record<string, string>
 }
 
 export interface DashboardsArgs {
+    /** Where the ConfigMaps live: the namespace Grafana's sidecar searches. */
     namespace: pulumi.Input<string>;
-    dashboards: Dashboard[];
+    postgresNamespace: pulumi.Input<string>;
+    postgresStatefulSet: pulumi.Input<string>;
+    /** The backup, restore-verify and restore CronJobs (in the database's namespace). */
+    cronJobs: pulumi.Input<string>[];
+    mlflowNamespace: pulumi.Input<string>;
+    mlflowDeployment: string;
 }
 
 /** One ConfigMap per dashboard, labelled for Grafana's sidecar, which loads it without a restart. */
 export class Dashboards extends pulumi.ComponentResource {
     constructor(name: string, args: DashboardsArgs, opts?: pulumi.ComponentResourceOptions) {
         super("platform:index:Dashboards", name, {}, opts);
-        for (const d of args.dashboards) {
-            new k8s.core.v1.ConfigMap(`${name}-${d.uid}`, {
+        const constants = pulumi.all([args.postgresNamespace, args.postgresStatefulSet, pulumi.all(args.cronJobs), args.mlflowNamespace])
+            .apply(([pg, sts, cronJobs, ml]): Record<DashboardName, Record<string, string>> => ({
+                // The StatefulSet's claim template is "data": its claims are data-<pod>.
+                postgres: { namespace: pg, pvc: `data-${sts}-[0-9]+` },
+                backups: { namespace: pg, cronjobs: cronJobs.join("|") },
+                mlflow: { namespace: ml, deployment: args.mlflowDeployment },
+            }));
+        for (const name_ of DASHBOARDS) {
+            const d = constants.apply((c) => dashboard(name_, c[name_]));
+            new k8s.core.v1.ConfigMap(`${name}-${name_}`, {
                 metadata: { namespace: args.namespace, labels: GRAFANA_DASHBOARD_LABEL },
-                data: { [`${d.uid}.json`]: JSON.stringify(d, null, 2) + "\n" },
+                data: { [`platform-${name_}.json`]: d.apply((x) => JSON.stringify(x, null, 2) + "\n") },
             }, { parent: this });
         }
         this.registerOutputs({});

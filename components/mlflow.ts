@@ -61,7 +61,26 @@ export interface MlflowChartValues {
         hosts?: { host: string; paths: { path: string; pathType: string }[] }[];
     };
     telemetry: { enabled: boolean };
+    /** The chart's ServiceMonitor; enabling it also starts the server with --expose-prometheus=/mlflow/metrics. */
+    serviceMonitor?: {
+        enabled: boolean; useServicePort: boolean; namespace: string; interval: string; telemetryPath: string;
+        labels: Record<string, string>; timeout: string; targetLabels: string[]; metricRelabelings: object[];
+    };
+    extraArgs?: Record<string, string>;
+    extraVolumes?: object[];
+    extraVolumeMounts?: object[];
 }
+
+/** Prometheus scraping of the tracking server. */
+export interface MlflowMetrics {
+    /** Labels the Prometheus's serviceMonitorSelector matches. */
+    labels: Record<string, string>;
+    /** The monitoring stack: the chart renders its ServiceMonitor only when the CRD already exists. */
+    ready?: pulumi.Resource;
+}
+
+/** The directory --expose-prometheus keeps its multiprocess metrics in (the chart's choice). */
+const METRICS_DIR = "/mlflow/metrics";
 
 export interface MlflowArgs {
     /** Namespace created for MLflow; part of its DNS name, so fixed. */
@@ -87,6 +106,8 @@ export interface MlflowArgs {
     oidcIssuer: pulumi.Input<string>;
     region: string;
     protectData: boolean;
+    /** Scrape the server's Prometheus metrics; undefined: no metrics. */
+    metrics?: MlflowMetrics;
 }
 
 /** The artifact role's policy: read and write artifacts under their prefix, nothing else. */
@@ -97,6 +118,25 @@ export function artifactPolicy(bucketArn: string, kmsKeyArn?: string): string {
     ];
     if (kmsKeyArn) statements.push({ Sid: "UseBucketKey", Effect: "Allow", Action: ["kms:GenerateDataKey", "kms:Decrypt"], Resource: [kmsKeyArn] });
     return JSON.stringify({ Version: "2012-10-17", Statement: statements });
+}
+
+/**
+ * Chart values for Prometheus metrics. Without authentication the chart's own ServiceMonitor
+ * scrapes the Service's http port (useServicePort: its default targetPort "http" names no container
+ * port); with it, the chart's ServiceMonitor stays off and the server is started with
+ * --expose-prometheus directly (the Mlflow component adds a ServiceMonitor that logs in). Either
+ * way the multiprocess metrics go to an emptyDir: the container's root filesystem is read-only.
+ */
+function metricsValues(namespace: string, labels: Record<string, string>, authEnabled: boolean): Partial<MlflowChartValues> {
+    return {
+        serviceMonitor: {
+            enabled: !authEnabled, useServicePort: true, namespace, interval: "30s", telemetryPath: "/metrics",
+            labels, timeout: "10s", targetLabels: [], metricRelabelings: [],
+        },
+        ...(authEnabled ? { extraArgs: { exposePrometheus: METRICS_DIR } } : {}),
+        extraVolumes: [{ name: "prometheus-metrics", emptyDir: { sizeLimit: "256Mi" } }],
+        extraVolumeMounts: [{ name: "prometheus-metrics", mountPath: METRICS_DIR }],
+    };
 }
 
 /**
@@ -239,6 +279,7 @@ export class Mlflow extends pulumi.ComponentResource {
                 }
                 : { enabled: false },
             telemetry: { enabled: false },
+            ...(args.metrics ? metricsValues(args.namespace, args.metrics.labels, authEnabled) : {}),
         }));
 
         const release = new k8s.helm.v3.Release(`${name}-release`, {
@@ -253,7 +294,32 @@ export class Mlflow extends pulumi.ComponentResource {
             cleanupOnFail: true,
             timeout: 900,
             waitForJobs: true,
-        }, { parent: this, dependsOn: [args.databaseReady, dbSecret, flaskSecret, ...(adminSecret ? [adminSecret] : [])] });
+        }, { parent: this, dependsOn: [args.databaseReady, dbSecret, flaskSecret, ...(adminSecret ? [adminSecret] : []), ...(args.metrics?.ready ? [args.metrics.ready] : [])] });
+
+        if (args.metrics && adminSecret) {
+            // With authentication on, MLflow's basic-auth app answers /metrics with 401 like every
+            // route but static files (mlflow/server/auth: is_unprotected_route), and the chart's
+            // ServiceMonitor has no credentials: this one logs in with the admin Secret instead.
+            new k8s.apiextensions.CustomResource(`${name}-servicemonitor`, {
+                apiVersion: "monitoring.coreos.com/v1",
+                kind: "ServiceMonitor",
+                metadata: { name: MLFLOW_RELEASE_NAME, namespace, labels: args.metrics.labels },
+                spec: {
+                    selector: { matchLabels: MLFLOW_POD_LABELS },
+                    namespaceSelector: { matchNames: [args.namespace] },
+                    endpoints: [{
+                        port: "http",
+                        path: "/metrics",
+                        interval: "30s",
+                        scrapeTimeout: "10s",
+                        basicAuth: {
+                            username: { name: adminSecret.metadata.name, key: "username" },
+                            password: { name: adminSecret.metadata.name, key: "password" },
+                        },
+                    }],
+                },
+            }, { parent: this, dependsOn: [release] });
+        }
 
         if (args.replicas >= 2) {
             new k8s.policy.v1.PodDisruptionBudget(`${name}-pdb`, {

@@ -376,7 +376,9 @@ export class Postgres extends pulumi.ComponentResource {
                     },
                 }],
             },
-        }, dataOpts);
+            // Pod extras refer to the extra roles' Secrets by their fixed names (the metrics sidecar's
+            // env): they must exist before the pod, or its containers fail to start.
+        }, { ...dataOpts, dependsOn: roleSecrets });
 
         new k8s.networking.v1.NetworkPolicy(`${name}-ingress`, {
             metadata: { namespace },

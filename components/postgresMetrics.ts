@@ -79,6 +79,8 @@ export interface PostgresMetricsArgs {
     podLabels: Record<string, string>;
     /** Labels the Prometheus's podMonitorSelector matches. */
     selectorLabels: Record<string, string>;
+    /** What installs the PodMonitor CRD, when this program does (the monitoring release). */
+    crds?: pulumi.Resource;
 }
 
 /** The PodMonitor through which Prometheus scrapes the exporter sidecar. */
@@ -95,7 +97,7 @@ export class PostgresMetrics extends pulumi.ComponentResource {
                 selector: { matchLabels: args.podLabels },
                 podMetricsEndpoints: [{ port: PORT_NAME, path: "/metrics", interval: "30s", scrapeTimeout: "10s" }],
             },
-        }, { parent: this });
+        }, { parent: this, dependsOn: args.crds ? [args.crds] : [] });
         this.podMonitorName = monitor.metadata.name;
         this.registerOutputs({ podMonitorName: this.podMonitorName });
     }

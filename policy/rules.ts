@@ -102,9 +102,11 @@ export function noWildcardActions(r: Resource): string[] {
     return problems;
 }
 
-// Keys whose values are credentials. References to Secrets (passwordKey, existingSecret, ...)
-// end differently, or hold objects, and are not matched.
+// Keys whose values are credentials. References to Secrets (passwordKey, existingDatabaseSecret,
+// ...) end differently or hold objects; those that hold a Secret's name (kube-prometheus-stack's
+// grafana.admin.existingSecret, alertmanagerSpec.configSecret) are listed as references.
 const SECRET_KEY = /(password|passwd|secret|secretkey|token|apikey|accesskey|accesskeyid|connectionstring|privatekey)$/i;
+const SECRET_REFERENCE_KEY = /^(existingSecret|configSecret)$/;
 const SECRET_VALUE = /(-----BEGIN [A-Z ]*PRIVATE KEY-----|AKIA[0-9A-Z]{16}|postgres(ql)?:\/\/[^:/\s]+:[^@\s]+@)/;
 
 function findSecrets(value: unknown, path: string, out: string[]): void {
@@ -112,7 +114,7 @@ function findSecrets(value: unknown, path: string, out: string[]): void {
     else if (value !== null && typeof value === "object") {
         for (const [k, v] of Object.entries(value)) {
             const p = path ? `${path}.${k}` : k;
-            if (typeof v === "string" && v !== "" && SECRET_KEY.test(k) && !/^keyOf/.test(k)) out.push(`${p} holds a credential in plain text`);
+            if (typeof v === "string" && v !== "" && SECRET_KEY.test(k) && !/^keyOf/.test(k) && !SECRET_REFERENCE_KEY.test(k)) out.push(`${p} holds a credential in plain text`);
             else findSecrets(v, p, out);
         }
     } else if (typeof value === "string" && SECRET_VALUE.test(value)) {

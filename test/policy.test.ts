@@ -55,6 +55,8 @@ describe("policy rules", () => {
         const release = (values: object) => res("kubernetes:helm.sh/v3:Release", { values });
         assert.deepEqual(rules.noSecretsInPlainConfig(release({ backendStore: { existingDatabaseSecret: { name: "db", usernameKey: "username", passwordKey: "password" } } })), []);
         assert.deepEqual(rules.noSecretsInPlainConfig(release({ auth: { adminPassword: "" } })), [], "empty is the chart's default");
+        assert.deepEqual(rules.noSecretsInPlainConfig(release({ grafana: { admin: { existingSecret: "grafana-admin", passwordKey: "admin-password" } }, alertmanager: { alertmanagerSpec: { configSecret: "alertmanager-platform" } } })), [], "names of Secrets");
+        assert.equal(rules.noSecretsInPlainConfig(release({ grafana: { adminPassword: "hunter2" } })).length, 1);
         assert.deepEqual(rules.noSecretsInPlainConfig(release({ backendStore: { postgres: { password: "hunter2" } } })), ["values.backendStore.postgres.password holds a credential in plain text"]);
         assert.equal(rules.noSecretsInPlainConfig(release({ flaskServerSecretKey: "abc" })).length, 1);
         assert.equal(rules.noSecretsInPlainConfig(release({ artifactRoot: { s3: { awsSecretAccessKey: "abc" } } })).length, 1);

@@ -112,9 +112,21 @@ export function clusterProviderRef(ev: Evaluation): string {
     return `urn:pulumi:${ev.stack}::mlflow-platform::platform:index:Cluster$pulumi:providers:kubernetes::${p.name}::${p.name}-id`;
 }
 
+/** API groups whose kinds are custom resources (validated against their CRDs, not the Kubernetes API). */
+const CUSTOM_RESOURCE_GROUPS = ["monitoring.coreos.com"];
+
+function isCustomResource(r: EvaluatedResource): boolean {
+    return CUSTOM_RESOURCE_GROUPS.some((g) => r.type.startsWith(`kubernetes:${g}/`));
+}
+
 /** Kubernetes objects as the API server would receive them (auto-names filled in as Pulumi does). */
 export function kubernetesObjects(ev: Evaluation): EvaluatedResource[] {
-    return ev.resources.filter((r) => r.type.startsWith("kubernetes:") && r.type !== "kubernetes:helm.sh/v3:Release");
+    return ev.resources.filter((r) => r.type.startsWith("kubernetes:") && r.type !== "kubernetes:helm.sh/v3:Release" && !isCustomResource(r));
+}
+
+/** Custom resources (PodMonitor, ServiceMonitor, PrometheusRule). */
+export function customResources(ev: Evaluation): EvaluatedResource[] {
+    return ev.resources.filter(isCustomResource);
 }
 
 export function policyOf(r: EvaluatedResource, key = "policy"): any {
