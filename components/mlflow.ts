@@ -11,6 +11,12 @@ export const MLFLOW_CHART = {
     repo: "https://community-charts.github.io/helm-charts",
     appVersion: "3.15.1",
 } as const;
+/**
+ * The one MLflow image: the server and the chart's database-migration init container run the same
+ * build, so `mlflow db upgrade` always matches the server that then uses the schema. The chart
+ * would default the migration image to its own appVersion, not to image.tag.
+ */
+export const MLFLOW_IMAGE = { repository: "burakince/mlflow", tag: MLFLOW_CHART.appVersion } as const;
 /** Fixed: the Service name, pod labels and DNS name all derive from it. */
 export const MLFLOW_RELEASE_NAME = "mlflow";
 /** Fixed: the artifact role's trust policy names exactly this ServiceAccount. */
@@ -28,6 +34,7 @@ const SERVICE_PORT = 80;
 export interface MlflowChartValues {
     replicaCount: number;
     image: { repository: string; tag: string };
+    initImages: { mlflowDbMigration: { repository: string; tag: string } };
     podSecurityContext: { seccompProfile: { type: string } };
     serviceAccount: { create: boolean; name: string; annotations: Record<string, string> };
     service: { type: "ClusterIP" | "LoadBalancer"; annotations: Record<string, string> };
@@ -228,7 +235,8 @@ export class Mlflow extends pulumi.ComponentResource {
         });
         const values = pulumi.all([strings, args.databasePort]).apply(([{ host, database, authDatabase, dbSecretName, flaskSecretName, adminSecretName, bucketName, roleArn }, port]): MlflowChartValues => ({
             replicaCount: args.replicas,
-            image: { repository: "burakince/mlflow", tag: MLFLOW_CHART.appVersion },
+            image: { ...MLFLOW_IMAGE },
+            initImages: { mlflowDbMigration: { ...MLFLOW_IMAGE } },
             podSecurityContext: { seccompProfile: { type: "RuntimeDefault" } },
             serviceAccount: { create: true, name: MLFLOW_SERVICE_ACCOUNT, annotations: { "eks.amazonaws.com/role-arn": roleArn } },
             service: {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { MlflowChartValues } from "../components/mlflow";
+import { MLFLOW_CHART, MLFLOW_IMAGE, MlflowChartValues } from "../components/mlflow";
 import { Evaluation } from "../scripts/evaluate";
 import { OIDC_ISSUER, OIDC_PROVIDER_ARN } from "../scripts/mocks";
 import { chartDir, coalesce, helmSchemaErrors } from "./support/helmSchema";
@@ -125,6 +125,10 @@ for (const name of STACKS) {
             const v = valuesOf(ev);
             assert.equal(v.replicaCount, name === "prod" ? 2 : 1);
             assert.deepEqual(v.image, { repository: "burakince/mlflow", tag: "3.15.1" });
+            // One constant: a version bump moves the server and `mlflow db upgrade` together.
+            assert.deepEqual(v.initImages.mlflowDbMigration, v.image, "the migration runs the server's own image");
+            assert.deepEqual(v.image, { ...MLFLOW_IMAGE });
+            assert.equal(MLFLOW_IMAGE.tag, MLFLOW_CHART.appVersion);
             assert.equal(v.service.type, "ClusterIP");
             assert.equal(v.ingress.enabled, false);
             assert.equal(v.auth.enabled, false, "not exposed: no login needed behind port-forward");
