@@ -37,7 +37,10 @@ export class SecureBucket extends pulumi.ComponentResource {
 
     constructor(name: string, args: SecureBucketArgs, opts?: pulumi.ComponentResourceOptions) {
         super("platform:index:SecureBucket", name, {}, opts);
-        // retainOnDelete keeps the data even after someone unprotects and destroys the stack.
+        // retainOnDelete keeps the data even after someone unprotects and destroys the stack. What
+        // hardens the bucket (versioning, encryption, public-access block, TLS-only policy, lifecycle,
+        // object lock) is a separate AWS resource: a destroy would strip it from a retained bucket
+        // and leave it unversioned and open, so every child gets the same options as the bucket.
         const dataOpts = { parent: this, protect: args.protectData, retainOnDelete: args.protectData };
 
         const key = args.encryption === "aws:kms"
@@ -57,7 +60,7 @@ export class SecureBucket extends pulumi.ComponentResource {
         const versioning = new aws.s3.BucketVersioning(`${name}-versioning`, {
             bucket: bucket.id,
             versioningConfiguration: { status: "Enabled" },
-        }, { parent: this });
+        }, dataOpts);
 
         new aws.s3.BucketServerSideEncryptionConfiguration(`${name}-encryption`, {
             bucket: bucket.id,
@@ -68,7 +71,7 @@ export class SecureBucket extends pulumi.ComponentResource {
                 // One data key per bucket instead of per object: far fewer KMS calls.
                 bucketKeyEnabled: key !== undefined,
             }],
-        }, { parent: this });
+        }, dataOpts);
 
         const publicAccess = new aws.s3.BucketPublicAccessBlock(`${name}-public-access`, {
             bucket: bucket.id,
@@ -76,12 +79,12 @@ export class SecureBucket extends pulumi.ComponentResource {
             blockPublicPolicy: true,
             ignorePublicAcls: true,
             restrictPublicBuckets: true,
-        }, { parent: this });
+        }, dataOpts);
 
         new aws.s3.BucketOwnershipControls(`${name}-ownership`, {
             bucket: bucket.id,
             rule: { objectOwnership: "BucketOwnerEnforced" },
-        }, { parent: this });
+        }, dataOpts);
 
         new aws.s3.BucketPolicy(`${name}-policy`, {
             bucket: bucket.id,
@@ -96,7 +99,7 @@ export class SecureBucket extends pulumi.ComponentResource {
                     Condition: { Bool: { "aws:SecureTransport": "false" } },
                 }],
             })),
-        }, { parent: this, dependsOn: [publicAccess] });
+        }, { ...dataOpts, dependsOn: [publicAccess] });
 
         new aws.s3.BucketLifecycleConfiguration(`${name}-lifecycle`, {
             bucket: bucket.id,
@@ -122,14 +125,14 @@ export class SecureBucket extends pulumi.ComponentResource {
                     abortIncompleteMultipartUpload: { daysAfterInitiation: 1 },
                 },
             ],
-        }, { parent: this, dependsOn: [versioning] });
+        }, { ...dataOpts, dependsOn: [versioning] });
 
         if (args.objectLockDays !== undefined) {
             new aws.s3.BucketObjectLockConfiguration(`${name}-object-lock`, {
                 bucket: bucket.id,
                 objectLockEnabled: "Enabled",
                 rule: { defaultRetention: { mode: "GOVERNANCE", days: args.objectLockDays } },
-            }, { parent: this, dependsOn: [versioning] });
+            }, { ...dataOpts, dependsOn: [versioning] });
         }
 
         this.bucketName = bucket.bucket;
