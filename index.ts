@@ -65,7 +65,7 @@ const backup = new Backup("backup", {
     postgresMajorVersion: config.postgres.majorVersion,
     backupSecretName: postgres.backupSecretName,
     superuserSecretName: postgres.superuserSecretName,
-    storageClassName: storage.className,
+    scratchStorageClassName: storage.scratchClassName,
     oidcProviderArn: cluster.oidcProviderArn,
     oidcIssuer: cluster.oidcIssuer,
     region: config.region,

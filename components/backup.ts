@@ -21,8 +21,11 @@ export interface BackupArgs {
     backupSecretName: pulumi.Input<string>;
     /** Secret (username, password) of the superuser, for restores. */
     superuserSecretName: pulumi.Input<string>;
-    /** StorageClass for the restore jobs' scratch volumes. */
-    storageClassName: pulumi.Input<string>;
+    /**
+     * StorageClass for the restore and verify jobs' ephemeral scratch volumes: reclaim policy
+     * Delete, or every run leaves a released EBS volume behind.
+     */
+    scratchStorageClassName: pulumi.Input<string>;
     oidcProviderArn: pulumi.Input<string>;
     oidcIssuer: pulumi.Input<string>;
     region: string;
@@ -184,7 +187,7 @@ export class Backup extends pulumi.ComponentResource {
                 volumeClaimTemplate: {
                     spec: {
                         accessModes: ["ReadWriteOnce"],
-                        storageClassName: args.storageClassName,
+                        storageClassName: args.scratchStorageClassName,
                         resources: { requests: { storage: size } },
                     },
                 },

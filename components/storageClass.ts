@@ -14,9 +14,27 @@ export interface StorageClassArgs {
     kmsKeyArn?: string;
 }
 
-/** An encrypted, expandable EBS StorageClass on the CSI driver. */
+/**
+ * Marks the scratch class: the policy pack's production-data-retained rule lets a class carrying it
+ * delete its volumes in prod (statefulset-claims-on-platform-storage-class keeps it off StatefulSets).
+ */
+export const EPHEMERAL_ONLY_LABEL = "platform/ephemeral-volumes-only";
+
+/** Name of the scratch class beside a platform class: volumes that live and die with one pod. */
+export function scratchClassName(className: string): string {
+    return `${className}-scratch`;
+}
+
+/**
+ * Two encrypted EBS StorageClasses on the CSI driver: the platform's, expandable, for data (Retain
+ * in prod), and a scratch one that is always Delete, for ephemeral volumes (restore and verify
+ * jobs). An ephemeral claim is deleted with its pod, but under Retain its EBS volume would stay,
+ * released and billed, after every run.
+ */
 export class StorageClass extends pulumi.ComponentResource {
     public readonly className: pulumi.Output<string>;
+    /** Reclaim policy Delete, whatever the platform class's policy: for ephemeral volumes only. */
+    public readonly scratchClassName: pulumi.Output<string>;
 
     constructor(name: string, args: StorageClassArgs, opts?: pulumi.ComponentResourceOptions) {
         super("platform:index:StorageClass", name, {}, opts);
@@ -42,7 +60,22 @@ export class StorageClass extends pulumi.ComponentResource {
             allowVolumeExpansion: true,
         }, { parent: this });
 
+        const scratch = new k8s.storage.v1.StorageClass(`${name}-scratch`, {
+            metadata: {
+                name: scratchClassName(args.className),
+                labels: { [EPHEMERAL_ONLY_LABEL]: "true" },
+                annotations: { "storageclass.kubernetes.io/is-default-class": "false" },
+            },
+            provisioner: "ebs.csi.aws.com",
+            parameters,
+            reclaimPolicy: "Delete",
+            volumeBindingMode: "WaitForFirstConsumer",
+            // An ephemeral claim is sized once by its pod template; nothing ever grows it.
+            allowVolumeExpansion: false,
+        }, { parent: this });
+
         this.className = sc.metadata.name;
-        this.registerOutputs({ className: this.className });
+        this.scratchClassName = scratch.metadata.name;
+        this.registerOutputs({ className: this.className, scratchClassName: this.scratchClassName });
     }
 }

@@ -157,6 +157,9 @@ export function stackOf(urn: string): string | undefined {
     return /^urn:pulumi:([^:]+)::/.exec(urn)?.[1];
 }
 
+/** The label of a StorageClass only ephemeral volumes use (components/storageClass.ts). */
+export const EPHEMERAL_ONLY_LABEL = "platform/ephemeral-volumes-only";
+
 /**
  * In a production stack, nothing that holds data can be deleted by a destroy or a deleted claim:
  * the StorageClass retains volumes, the database StatefulSet and the buckets are protected, the
@@ -169,6 +172,9 @@ export function productionDataRetained(r: Resource, productionStacks: string[]):
     const problems: string[] = [];
     switch (r.type) {
         case "kubernetes:storage.k8s.io/v1:StorageClass":
+            // The scratch class of ephemeral volumes (restore/verify jobs) must delete them: its
+            // claims die with their pod, and under Retain every run would leave a volume behind.
+            if (r.props.metadata?.labels?.[EPHEMERAL_ONLY_LABEL] === "true") break;
             if (r.props.reclaimPolicy !== "Retain") problems.push(`StorageClass reclaimPolicy is ${JSON.stringify(r.props.reclaimPolicy ?? "Delete")} in production stack ${stack}: a deleted claim would delete its EBS volume (use Retain)`);
             break;
         case "kubernetes:apps/v1:StatefulSet":

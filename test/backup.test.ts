@@ -218,7 +218,7 @@ for (const name of STACKS) {
             assert.equal(env.RESTORE_RUN_ID.value, "latest");
             assert.equal(env.RESTORE_SCRATCH_DIR.value, "/scratch");
             const scratch = pod.volumes.find((v: { name: string }) => v.name === "scratch");
-            assert.equal(scratch.ephemeral.volumeClaimTemplate.spec.storageClassName, "gp2-csi");
+            assert.equal(scratch.ephemeral.volumeClaimTemplate.spec.storageClassName, "gp2-csi-scratch", "the Delete class: the volume goes with the job");
             assert.equal(scratch.ephemeral.volumeClaimTemplate.spec.resources.requests.storage, w.scratch);
         });
 

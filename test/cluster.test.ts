@@ -196,7 +196,10 @@ for (const name of STACKS) {
             assert.equal(sc.inputs.metadata.annotations["storageclass.kubernetes.io/is-default-class"], "true");
             const component = one(ev, "platform:index:StorageClass", "storage");
             assert.ok(component.dependsOn.includes(`aws:eks/addon:Addon::mlflow-${name}-ebs-csi`), "the StorageClass waits for the CSI driver");
-            assert.equal(kubernetesObjects(ev).filter((r) => r.inputs.kind === "StorageClass").length, 1);
+            // Ours and its scratch twin (reclaim Delete, for ephemeral volumes), never a second default.
+            const classes = kubernetesObjects(ev).filter((r) => r.inputs.kind === "StorageClass");
+            assert.deepEqual(classes.map((c) => c.inputs.metadata.name).sort(), ["gp2-csi", "gp2-csi-scratch"]);
+            assert.equal(classes.filter((c) => c.inputs.metadata.annotations["storageclass.kubernetes.io/is-default-class"] === "true").length, 1);
         });
     });
 }

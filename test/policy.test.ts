@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ReportViolation, ResourceValidationArgs, ResourceValidationPolicy, StackValidationArgs, StackValidationPolicy } from "@pulumi/policy";
+import { EPHEMERAL_ONLY_LABEL } from "../components/storageClass";
 import { policies } from "../policy/policies";
 import * as rules from "../policy/rules";
 import { Evaluation } from "../scripts/evaluate";
@@ -74,6 +75,9 @@ describe("policy rules", () => {
         assert.deepEqual(rules.productionDataRetained(sc("dev", "Delete"), ["prod"]), [], "dev may throw its data away");
         assert.match(rules.productionDataRetained(sc("prod", "Delete"), ["prod"])[0], /reclaimPolicy is "Delete" in production stack prod/);
         assert.match(rules.productionDataRetained(sc("live", "Delete"), ["prod", "live"])[0], /production stack live/);
+        const scratch = { ...sc("prod", "Delete"), props: { reclaimPolicy: "Delete", metadata: { labels: { [rules.EPHEMERAL_ONLY_LABEL]: "true" } } } };
+        assert.deepEqual(rules.productionDataRetained(scratch, ["prod"]), [], "the scratch class of ephemeral volumes deletes them");
+        assert.equal(rules.EPHEMERAL_ONLY_LABEL, EPHEMERAL_ONLY_LABEL, "the policy knows the component's label");
         const sts = (protect: boolean, whenDeleted: string) => ({ ...res("kubernetes:apps/v1:StatefulSet", { spec: { persistentVolumeClaimRetentionPolicy: { whenDeleted } } }), urn: urn("prod", "sts"), protect });
         assert.deepEqual(rules.productionDataRetained(sts(true, "Retain"), ["prod"]), []);
         assert.equal(rules.productionDataRetained(sts(false, "Delete"), ["prod"]).length, 2);
