@@ -65,6 +65,8 @@ export interface PostgresConfig {
     /** Major version, derived from imageTag: pg_dump in the backup image must match it. */
     majorVersion: number;
     storageSize: string;
+    /** Sizes the data volume had before, oldest first: the record that refuses a shrink. */
+    previousStorageSizes: string[];
     resources: ResourceSpec;
     maxConnections: number;
 }
@@ -531,18 +533,29 @@ export function validateConfig(stack: string, raw: RawConfig, secretKeys: readon
     }
 
     const pg = section(p, "postgres", raw.postgres);
-    noUnknownKeys(p, "postgres", pg, ["namespace", "imageTag", "storageSize", "resources", "maxConnections"]);
+    noUnknownKeys(p, "postgres", pg, ["namespace", "imageTag", "storageSize", "previousStorageSizes", "resources", "maxConnections"]);
     const imageTag = str(p, "postgres.imageTag", pg.imageTag, "17.6", (v) => /^(1[4-8])\.[0-9]+$/.test(v), `is not a pinned postgres image tag MAJOR.MINOR with major ${POSTGRES_MAJORS.join(", ")} (e.g. 17.6)`);
     const postgres: PostgresConfig = {
         namespace: str(p, "postgres.namespace", pg.namespace, "data", isDns1123Label, "is not a DNS-1123 label (lowercase letters, digits, '-', at most 63)"),
         imageTag,
         majorVersion: Number(imageTag.split(".")[0]),
         storageSize: str(p, "postgres.storageSize", pg.storageSize, "20Gi", isBinaryQuantity, "is not a Kubernetes quantity (e.g. 20Gi)"),
+        previousStorageSizes: list(p, "postgres.previousStorageSizes", pg.previousStorageSizes, [], isBinaryQuantity, "is not a Kubernetes quantity (e.g. 20Gi)", 0),
         resources: resources(p, "postgres.resources", pg.resources, { cpuRequest: "250m", memoryRequest: "1Gi", memoryLimit: "1Gi" }),
         maxConnections: int(p, "postgres.maxConnections", pg.maxConnections, 100, 20, 5000),
     };
     if (isBinaryQuantity(postgres.storageSize) && quantityBytes(postgres.storageSize) < quantityBytes("1Gi")) {
         p.add("postgres.storageSize", postgres.storageSize, "is below the 1Gi an EBS volume can be");
+    }
+    // An EBS volume (and a bound claim) can only grow. The stack file records the sizes the volume
+    // had, so a shrink is refused here, before anything is planned, not by the API server mid-update.
+    const sizes = [...postgres.previousStorageSizes, postgres.storageSize];
+    for (let i = 1; i < sizes.length; i++) {
+        if (quantityBytes(sizes[i]) <= quantityBytes(sizes[i - 1])) {
+            const isCurrent = i === sizes.length - 1;
+            p.add(isCurrent ? "postgres.storageSize" : `postgres.previousStorageSizes[${i}]`, sizes[i],
+                `is not larger than ${sizes[i - 1]}, the volume's previous size (postgres.previousStorageSizes); a volume can only grow (to shrink, restore a backup into a new stack)`);
+        }
     }
     if (quantityBytes(postgres.resources.memoryLimit) < quantityBytes("256Mi")) {
         p.add("postgres.resources.memoryLimit", postgres.resources.memoryLimit, "is below the 256Mi PostgreSQL needs");

@@ -21,7 +21,13 @@ export interface PostgresArgs {
     /** Official postgres image tag, MAJOR.MINOR. */
     imageTag: string;
     storageClassName: pulumi.Input<string>;
+    /** The data volume's size now: growing it expands the live claim online (see volumeTemplateSize). */
     storageSize: string;
+    /**
+     * Sizes the volume had before, oldest first. The first is what the StatefulSet was created
+     * with, and its volumeClaimTemplate keeps it: that field forces a replacement.
+     */
+    previousStorageSizes?: string[];
     resources: ResourceSpec;
     maxConnections: number;
     /** Who may connect to port 5432; everyone else is refused by a NetworkPolicy. */
@@ -89,6 +95,17 @@ const STATEFULSET_NAME = "postgres";
 const HEADLESS_SERVICE_NAME = "postgres-headless";
 const CLIENT_SERVICE_NAME = "postgres";
 const DATA_MOUNT = "/var/lib/postgresql/data";
+const DATA_VOLUME = "data";
+/** The primary's claim, as the StatefulSet controller names it: <template>-<statefulset>-<ordinal>. */
+export const DATA_CLAIM_NAME = `${DATA_VOLUME}-${STATEFULSET_NAME}-0`;
+/**
+ * The template's size field. The Kubernetes provider replaces a StatefulSet when anything under
+ * .spec.volumeClaimTemplates changes (pulumi-kubernetes provider/pkg/provider/diff.go, the
+ * `statefulSet` forceNew list); the API server also refuses to update it in place.
+ */
+export const TEMPLATE_SIZE_PATH = "spec.volumeClaimTemplates[0].spec.resources.requests.storage";
+/** The claim patch's field manager: fixed, so any operator's `pulumi up` owns the same fields. */
+const RESIZE_FIELD_MANAGER = "platform-postgres-volume-size";
 export const MLFLOW_DATABASE = "mlflow";
 export const MLFLOW_DB_USER = "mlflow";
 /** MLflow's user store when authentication is on; owned by the mlflow role like its main database. */
@@ -140,6 +157,11 @@ export function postgresConf(memoryLimit: string, maxConnections: number, extra:
     return [...settings, ...extra].map(([k, v]) => `${k} = ${v}`).join("\n") + "\n";
 }
 
+/** The size the StatefulSet's volumeClaimTemplate was created with (the first size ever set). */
+export function volumeTemplateSize(args: Pick<PostgresArgs, "storageSize" | "previousStorageSizes">): string {
+    return args.previousStorageSizes?.[0] ?? args.storageSize;
+}
+
 /** Reads a file that ships with the program (scripts mounted into pods). */
 export function asset(...parts: string[]): string {
     return fs.readFileSync(path.join(__dirname, ...parts), "utf8");
@@ -175,6 +197,8 @@ export class Postgres extends pulumi.ComponentResource {
      * the database (MLflow) wait for, so a rotated password reaches PostgreSQL before they use it.
      */
     public readonly rolesReconciled: k8s.batch.v1.Job;
+    /** Sets the size of the primary's claim; growing it is an online EBS expansion. */
+    public readonly dataClaimSize: k8s.core.v1.PersistentVolumeClaimPatch;
     public readonly statefulSetName: pulumi.Output<string>;
     /** The server's image: backup jobs use the same one so pg_dump matches the server. */
     public readonly image: string;
@@ -347,7 +371,7 @@ export class Postgres extends pulumi.ComponentResource {
                                 preStop: { exec: { command: ["/bin/sh", "-c", "exec pg_ctl stop -D \"$PGDATA\" -m fast -w -t 100"] } },
                             },
                             volumeMounts: [
-                                { name: "data", mountPath: DATA_MOUNT },
+                                { name: DATA_VOLUME, mountPath: DATA_MOUNT },
                                 { name: "config", mountPath: "/etc/postgresql", readOnly: true },
                                 { name: "initdb", mountPath: "/docker-entrypoint-initdb.d", readOnly: true },
                                 { name: "run", mountPath: "/var/run/postgresql" },
@@ -368,17 +392,47 @@ export class Postgres extends pulumi.ComponentResource {
                     },
                 },
                 volumeClaimTemplates: [{
-                    metadata: { name: "data", labels: this.podLabels },
+                    metadata: { name: DATA_VOLUME, labels: this.podLabels },
                     spec: {
                         accessModes: ["ReadWriteOnce"],
                         storageClassName: args.storageClassName,
-                        resources: { requests: { storage: args.storageSize } },
+                        // The size the StatefulSet was created with, for ever: a resize changes the
+                        // claim (below), never this template, which would replace the StatefulSet.
+                        resources: { requests: { storage: volumeTemplateSize(args) } },
                     },
                 }],
             },
+        }, {
+            ...dataOpts,
             // Pod extras refer to the extra roles' Secrets by their fixed names (the metrics sidecar's
             // env): they must exist before the pod, or its containers fail to start.
-        }, { ...dataOpts, dependsOn: roleSecrets });
+            dependsOn: roleSecrets,
+            // A safety net for a resize that does not record the old size in previousStorageSizes:
+            // the template in state keeps its first size instead of forcing a replacement.
+            ignoreChanges: [TEMPLATE_SIZE_PATH],
+        });
+
+        // Growing the disk: server-side apply of the claim's size only. The EBS CSI driver expands the
+        // volume and then the mounted ext4 filesystem while PostgreSQL runs. The claim exists once
+        // the StatefulSet is ready (its await waits for the pod), and must: applying to a missing
+        // claim would create one. Forced, because the StatefulSet controller wrote the size first.
+        this.dataClaimSize = new k8s.core.v1.PersistentVolumeClaimPatch(`${name}-data-size`, {
+            metadata: {
+                name: DATA_CLAIM_NAME,
+                namespace,
+                annotations: {
+                    "pulumi.com/patchForce": "true",
+                    "pulumi.com/patchFieldManager": RESIZE_FIELD_MANAGER,
+                },
+            },
+            spec: { resources: { requests: { storage: args.storageSize } } },
+        }, {
+            parent: this,
+            dependsOn: [this.statefulSet],
+            // Deleting a Patch relinquishes its fields (provider/pkg/ssa/actions.go Relinquish), which
+            // would leave the claim without a size request. The claim keeps the size it has.
+            retainOnDelete: true,
+        });
 
         new k8s.networking.v1.NetworkPolicy(`${name}-ingress`, {
             metadata: { namespace },

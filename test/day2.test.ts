@@ -2,7 +2,77 @@
 // Claims are tested by evaluating the program twice and comparing what it registers.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { all, clusterProviderRef, one, stack, STACKS } from "./support/stacks";
+import { DATA_CLAIM_NAME, TEMPLATE_SIZE_PATH } from "../components/postgres";
+import { validateConfig } from "../config";
+import { Evaluation } from "../scripts/evaluate";
+import { all, changesBetween, clusterProviderRef, differingPaths, one, stack, STACKS } from "./support/stacks";
+
+const STATEFULSET = "kubernetes:apps/v1:StatefulSet::postgres-statefulset";
+const CLAIM_PATCH = "kubernetes:core/v1:PersistentVolumeClaimPatch::postgres-data-size";
+const statefulSet = (ev: Evaluation) => one(ev, "kubernetes:apps/v1:StatefulSet", "postgres-statefulset");
+const claimPatch = (ev: Evaluation) => one(ev, "kubernetes:core/v1:PersistentVolumeClaimPatch", "postgres-data-size");
+
+for (const name of STACKS) {
+    const size = name === "prod" ? "100Gi" : "20Gi";
+    const bigger = name === "prod" ? "200Gi" : "40Gi";
+
+    describe(`growing the database volume (${name}: ${size} -> ${bigger})`, () => {
+        it("changes one thing: the live claim's size; the StatefulSet is registered identically", async () => {
+            const before = await stack(name);
+            const after = await stack(name, {
+                "mlflow-platform:postgres.storageSize": bigger,
+                "mlflow-platform:postgres.previousStorageSizes": [size],
+            });
+            const changes = changesBetween(before, after);
+            assert.deepEqual({ added: changes.added, removed: changes.removed }, { added: [], removed: [] });
+            assert.deepEqual([...changes.changed], [[CLAIM_PATCH, { inputs: ["spec.resources.requests.storage"], options: [] }]]);
+            assert.equal(statefulSet(after).inputs.spec.volumeClaimTemplates[0].spec.resources.requests.storage, size, "the template keeps the size it was created with");
+
+            const [patchBefore, patchAfter] = [claimPatch(before), claimPatch(after)];
+            assert.equal(patchBefore.inputs.spec.resources.requests.storage, size, "first up: the patch asks for what the template created");
+            assert.equal(patchAfter.inputs.spec.resources.requests.storage, bigger);
+            assert.equal(patchAfter.inputs.metadata.name, DATA_CLAIM_NAME);
+            assert.equal(DATA_CLAIM_NAME, `${statefulSet(after).inputs.spec.volumeClaimTemplates[0].metadata.name}-${statefulSet(after).inputs.metadata.name}-0`);
+            assert.equal(patchAfter.inputs.metadata.namespace, statefulSet(after).inputs.metadata.namespace);
+            assert.deepEqual(Object.keys(patchAfter.inputs.spec), ["resources"], "applies the size and nothing else");
+            assert.equal(patchAfter.inputs.metadata.annotations["pulumi.com/patchForce"], "true", "the StatefulSet controller wrote the size first");
+            assert.equal(patchAfter.inputs.metadata.annotations["pulumi.com/patchFieldManager"], "platform-postgres-volume-size");
+            assert.equal(patchAfter.provider, clusterProviderRef(after));
+            assert.ok(patchAfter.dependsOn.includes(STATEFULSET), "applies only once the claim exists");
+            assert.equal(patchAfter.retainOnDelete, true, "deleting the patch never touches the claim");
+            const sc = all(after, "kubernetes:storage.k8s.io/v1:StorageClass").find((c) => c.inputs.metadata.name === statefulSet(after).inputs.spec.volumeClaimTemplates[0].spec.storageClassName)!;
+            assert.equal(sc.inputs.allowVolumeExpansion, true, "the claim's class allows expansion");
+        });
+
+        it("never replaces the StatefulSet when the old size is not recorded: the template's size is ignored", async () => {
+            const before = await stack(name);
+            const after = await stack(name, { "mlflow-platform:postgres.storageSize": bigger });
+            const changes = changesBetween(before, after);
+            assert.deepEqual(changes.changed.get(STATEFULSET), { inputs: [TEMPLATE_SIZE_PATH], options: [] });
+            assert.deepEqual(statefulSet(after).ignoreChanges, [TEMPLATE_SIZE_PATH], "the one changed field is ignored, so no replacement");
+            assert.deepEqual(differingPaths(claimPatch(before).inputs, claimPatch(after).inputs), ["spec.resources.requests.storage"]);
+            assert.deepEqual([...changes.changed.keys()].sort(), [CLAIM_PATCH, STATEFULSET].sort());
+        });
+    });
+}
+
+describe("shrinking the database volume", () => {
+    const base = { region: "us-east-1" };
+    it("is refused at program start, naming the key, the value and the previous size", () => {
+        assert.throws(() => validateConfig("test", { ...base, postgres: { storageSize: "30Gi", previousStorageSizes: ["20Gi", "40Gi"] } }), (err: Error) => {
+            assert.match(err.message, /- postgres\.storageSize: "30Gi" is not larger than 40Gi, the volume's previous size \(postgres\.previousStorageSizes\); a volume can only grow/);
+            return true;
+        });
+        assert.throws(() => validateConfig("test", { ...base, postgres: { storageSize: "40Gi", previousStorageSizes: ["40Gi"] } }), /postgres\.storageSize: "40Gi" is not larger than 40Gi/);
+        assert.throws(() => validateConfig("test", { ...base, postgres: { storageSize: "80Gi", previousStorageSizes: ["40Gi", "20Gi"] } }), /postgres\.previousStorageSizes\[1\]: "20Gi" is not larger than 40Gi/);
+        assert.throws(() => validateConfig("test", { ...base, postgres: { previousStorageSizes: ["20GB"] } }), /postgres\.previousStorageSizes\[0\]: "20GB" is not a Kubernetes quantity/);
+    });
+    it("accepts a growth history, oldest first", () => {
+        const c = validateConfig("test", { ...base, postgres: { storageSize: "1Ti", previousStorageSizes: ["20Gi", "40Gi", "512Gi"] } });
+        assert.deepEqual(c.postgres.previousStorageSizes, ["20Gi", "40Gi", "512Gi"]);
+        assert.deepEqual(validateConfig("dev", base).postgres.previousStorageSizes, []);
+    });
+});
 
 /** Every ephemeral volume claim template in a Kubernetes object, wherever its pod spec sits. */
 function ephemeralClaims(v: unknown, at: string, out: { at: string; spec: any }[] = []): { at: string; spec: any }[] {
