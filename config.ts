@@ -83,6 +83,10 @@ export interface BackupConfig {
     verifySuspended: boolean;
     scratchSize: string;
     awsCliImageTag: string;
+    /** PostgreSQL duration: how long backup/restore sessions wait for a lock before failing with its holder named. */
+    lockTimeout: string;
+    /** PostgreSQL duration: limit on each query the scripts run themselves (row counts, catalog reads). */
+    statementTimeout: string;
 }
 
 export interface MlflowConfig {
@@ -239,6 +243,9 @@ function noUnknownKeys(p: Problems, key: string, obj: Obj, known: readonly strin
         p.add(key ? `${key}.${k}` : k, obj[k], `is not a known setting${guess ? `: did you mean ${key ? `${key}.` : ""}${guess}?` : ""} (known: ${known.join(", ")})`);
     }
 }
+
+/** A duration as PostgreSQL's timeout settings take it: an integer with an optional unit. */
+const isPgDuration = (v: string): boolean => /^[0-9]+(ms|s|min|h|d)?$/.test(v);
 
 function str(p: Problems, key: string, v: unknown, def: string, test: (s: string) => boolean, allowed: string): string {
     if (v === undefined) return def;
@@ -568,7 +575,7 @@ export function validateConfig(stack: string, raw: RawConfig, secretKeys: readon
     const b = section(p, "backup", raw.backup);
     noUnknownKeys(p, "backup", b, [
         "schedule", "timeZone", "retentionDays", "databases", "encryption", "objectLock", "objectLockDays",
-        "verifySchedule", "verifySuspended", "scratchSize", "awsCliImageTag",
+        "verifySchedule", "verifySuspended", "scratchSize", "awsCliImageTag", "lockTimeout", "statementTimeout",
     ]);
     const cron = (key: string, v: unknown, def: string): string => {
         if (v === undefined) return def;
@@ -600,6 +607,9 @@ export function validateConfig(stack: string, raw: RawConfig, secretKeys: readon
         verifySuspended: bool(p, "backup.verifySuspended", b.verifySuspended, false),
         scratchSize: str(p, "backup.scratchSize", b.scratchSize, "20Gi", isBinaryQuantity, "is not a Kubernetes quantity (e.g. 20Gi)"),
         awsCliImageTag: str(p, "backup.awsCliImageTag", b.awsCliImageTag, "2.31.23", (v) => /^2\.[0-9]+\.[0-9]+$/.test(v), "is not a pinned AWS CLI v2 image tag (e.g. 2.31.23)"),
+        // The scripts check the same pattern (lib.sh); 0 is PostgreSQL's "no limit".
+        lockTimeout: str(p, "backup.lockTimeout", b.lockTimeout, "1min", isPgDuration, "is not a PostgreSQL duration (e.g. 30s, 1min; 0 waits forever)"),
+        statementTimeout: str(p, "backup.statementTimeout", b.statementTimeout, "2h", isPgDuration, "is not a PostgreSQL duration (e.g. 30min, 2h; 0 is no limit)"),
     };
     if (backup.databases.includes("all") && backup.databases.length > 1) {
         p.add("backup.databases", backup.databases, "lists \"all\" together with names; use one or the other");

@@ -38,6 +38,9 @@ export interface BackupArgs {
     /** Scratch space for a restore: the downloaded dump plus the restored database in verify. */
     scratchSize: string;
     awsCliImageTag: string;
+    /** PostgreSQL durations for every session the scripts open (README "Backups"). */
+    lockTimeout: string;
+    statementTimeout: string;
 }
 
 /** Key prefix of everything the scripts write; the IAM policies are scoped to it. */
@@ -61,7 +64,8 @@ const AWS_CLI_DIR = "/usr/local/aws-cli";
 export function logicalBackupExpirations(retentionDays: number): PrefixExpiration[] {
     return [
         { id: "expire-backups", prefix: `${BACKUP_PREFIX}/runs/`, days: retentionDays },
-        // Uploads that never got published (a failed run) are garbage after a day.
+        // Backups before v2 staged their uploads here; kept so a stack upgraded mid-run still
+        // expires what such a run left. Nothing writes here any more.
         { id: "expire-staging", prefix: `${BACKUP_PREFIX}/.staging/`, days: 1, noncurrentDays: 1 },
     ];
 }
@@ -72,19 +76,27 @@ export function backupScripts(): Record<string, string> {
     return Object.fromEntries(files.map((f) => [f, fs.readFileSync(path.join(SCRIPTS_DIR, f), "utf8")]));
 }
 
-/** The backup role's policy: write dumps, read them back for the publishing copy, clean staging. */
+/**
+ * The backup role's policy: exactly what backup.sh does. It writes each object once under its own
+ * run prefix (the first write, If-None-Match, claims the prefix), lists the run to check sizes,
+ * writes the manifest, reads and conditionally replaces latest.json, and deletes the objects of its
+ * own failed run. Nothing is ever read back or copied.
+ */
 export function backupPolicy(bucketArn: string, kmsKeyArn?: string): string {
     const statements: object[] = [
-        // Unconditioned: backup.sh starts with HeadBucket, which carries no prefix, then lists the
-        // run's staging folder to check every object's size and moves it recursively. The bucket
-        // is dedicated to backups, so listing it reveals nothing else.
-        { Sid: "FindBucket", Effect: "Allow", Action: ["s3:ListBucket"], Resource: [bucketArn] },
-        // GetObject: the staging -> final move is a server-side copy.
-        { Sid: "WriteBackups", Effect: "Allow", Action: ["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"], Resource: [`${bucketArn}/${BACKUP_PREFIX}/*`] },
-        // Deleting moves staged uploads and removes the dumps of a failed run. Versioning keeps
-        // every deleted version (and Object Lock, where on, keeps them undeletable).
-        { Sid: "CleanUpRuns", Effect: "Allow", Action: ["s3:DeleteObject"], Resource: [`${bucketArn}/${BACKUP_PREFIX}/.staging/*`, `${bucketArn}/${BACKUP_PREFIX}/runs/*`] },
+        // The LIST that checks a run's objects before its manifest (and, with a CLI that has no
+        // conditional writes, checks that the run prefix is free). ListObjectsV2 is a bucket
+        // action; the bucket holds nothing but backups.
+        { Sid: "ListRuns", Effect: "Allow", Action: ["s3:ListBucket"], Resource: [bucketArn] },
+        // Dumps, globals and the manifest; AbortMultipartUpload: the CLI aborts a failed stream's upload.
+        { Sid: "WriteRuns", Effect: "Allow", Action: ["s3:PutObject", "s3:AbortMultipartUpload"], Resource: [`${bucketArn}/${BACKUP_PREFIX}/runs/*`] },
+        // Read to compare snapshot times, then replaced with If-Match (PutObject covers the condition).
+        { Sid: "MoveLatest", Effect: "Allow", Action: ["s3:GetObject", "s3:PutObject"], Resource: [`${bucketArn}/${BACKUP_PREFIX}/latest.json`] },
+        // A failed run deletes what it wrote (never latest.json). Versioning keeps every deleted
+        // version (and Object Lock, where on, keeps them undeletable).
+        { Sid: "CleanUpFailedRuns", Effect: "Allow", Action: ["s3:DeleteObject"], Resource: [`${bucketArn}/${BACKUP_PREFIX}/runs/*`] },
     ];
+    // Decrypt: reading latest.json and completing multipart uploads under SSE-KMS.
     if (kmsKeyArn) statements.push({ Sid: "UseBucketKey", Effect: "Allow", Action: ["kms:GenerateDataKey", "kms:Decrypt"], Resource: [kmsKeyArn] });
     return JSON.stringify({ Version: "2012-10-17", Statement: statements });
 }
@@ -151,6 +163,8 @@ export class Backup extends pulumi.ComponentResource {
         const commonEnv = [
             { name: "BACKUP_BUCKET", value: bucket.bucketName },
             { name: "BACKUP_PREFIX", value: BACKUP_PREFIX },
+            { name: "BACKUP_LOCK_TIMEOUT", value: args.lockTimeout },
+            { name: "BACKUP_STATEMENT_TIMEOUT", value: args.statementTimeout },
             { name: "AWS_REGION", value: args.region },
             { name: "AWS_PAGER", value: "" },
             // The root filesystem is read-only; the AWS CLI and psql keep their state under HOME.

@@ -5,10 +5,10 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import {
   assertNoLeftovers, BACKUP_PW, freePort, initDbEnv, makeTempDir, MLFLOW_PW, PG_BIN, REPO, run,
-  sourceInitDb, startMoto, startPg, type PgServer, type RunResult, type S3Server,
+  sleep, sourceInitDb, startMoto, startPg, type PgServer, type RunResult, type S3Server,
 } from "./support/realpg";
 
 const SCRIPTS = path.join(REPO, "components/backup/scripts");
@@ -39,6 +39,38 @@ describe("backup.sh / restore.sh / verify.sh (real PostgreSQL 15 + moto S3)", ()
     BACKUP_BUCKET: BUCKET, BACKUP_PREFIX: PREFIX, ...extra,
   });
   const script = (name: string, env: NodeJS.ProcessEnv) => run("bash", [path.join(SCRIPTS, name)], { env });
+  /** A directory of executables put first on PATH (test doubles for pg_dump, aws, initdb). */
+  function shims(tag: string, files: Record<string, string[]>): { dir: string; path: string } {
+    const dir = makeTempDir(tag);
+    for (const [name, lines] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), ["#!/bin/bash", ...lines, ""].join("\n"), { mode: 0o755 });
+    return { dir, path: `${dir}:${process.env.PATH}` };
+  }
+  /** Debian's AWS CLI v2 (2.9), which ignores AWS_ENDPOINT_URL and has no conditional writes. */
+  const awsV2 = () => shims("awsv2", { aws: ['exec /usr/bin/aws --endpoint-url "$AWS_ENDPOINT_URL" "$@"'] });
+  /** Wait until a session of `user` holds an exported snapshot or waits for a lock in `db`. */
+  async function waitForSession(db: string, what: "snapshot" | "lock", timeoutMs = 120_000) {
+    const sql = what === "snapshot"
+      ? `SELECT count(*) FROM pg_stat_activity WHERE datname = '${db}' AND state = 'idle in transaction' AND query LIKE '%pg_export_snapshot%'`
+      : `SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database WHERE d.datname = '${db}' AND NOT l.granted`;
+    for (const t0 = Date.now(); Date.now() - t0 < timeoutMs; await sleep(100)) if (pg.psql(sql) !== "0") return;
+    throw new Error(`no ${what} session in ${db} after ${timeoutMs} ms`);
+  }
+  /** Hold an ACCESS EXCLUSIVE lock on `table` in `db` (superuser session) until release() is called. */
+  async function holdLock(db: string, table: string) {
+    const child = spawn("psql", ["-X", "-q", "-d", db], { env: pg.env("postgres"), stdio: ["pipe", "ignore", "ignore"] });
+    child.stdin.write(`BEGIN; LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(600);\n`);
+    const sql = `SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_database d ON d.oid = l.database
+      WHERE d.datname = '${db}' AND c.relname = '${table}' AND l.mode = 'AccessExclusiveLock' AND l.granted`;
+    for (let i = 0; pg.psql(sql, { db }) === "0"; i++) { if (i > 100) throw new Error("lock not taken"); await sleep(100); }
+    return {
+      async release() {
+        const gone = new Promise((r) => child.once("exit", r));
+        child.kill("SIGKILL");
+        pg.psql(`SELECT pg_terminate_backend(pid) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = '${table}' AND l.mode = 'AccessExclusiveLock'`, { db });
+        await gone;
+      },
+    };
+  }
 
   /** count + content checksum per table, and large objects, as the superuser. */
   function fingerprint(db: string): string {
@@ -54,8 +86,7 @@ describe("backup.sh / restore.sh / verify.sh (real PostgreSQL 15 + moto S3)", ()
     assert.match(r.lastLine, /backup FAILED: /);
     assert.match(r.lastLine, reason);
     assert.equal(r.stdout, "");
-    assert.deepEqual(await s3.list(BUCKET, `${PREFIX}/runs/${runId}/`), [], "a failed run left final objects");
-    assert.deepEqual(await s3.list(BUCKET, `${PREFIX}/.staging/${runId}/`), [], "a failed run left staging objects");
+    assert.deepEqual(await s3.list(BUCKET, `${PREFIX}/runs/${runId}/`), [], "a failed run left objects (and never a manifest)");
     assert.deepEqual(await s3.get(BUCKET, `${PREFIX}/latest.json`), goodLatest, "latest.json changed");
   }
 
@@ -104,9 +135,9 @@ describe("backup.sh / restore.sh / verify.sh (real PostgreSQL 15 + moto S3)", ()
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.lastLine, new RegExp(`backup OK run=${GOOD_RUN} `));
     assert.equal(r.stdout, "");
-    for (const step of ["connect", "globals", "count", "dump", "manifest"]) assert.match(r.stderr, new RegExp(`^\\S+Z backup: step=${step} .*seconds=`, "m"));
-    assert.match(r.stderr, /step=dump db=mlflow bytes=\d+ seconds=/);
-    assert.match(r.stderr, /step=dump db=mlflow_auth bytes=\d+ seconds=/);
+    for (const step of ["connect", "globals", "dump", "check", "manifest", "latest"]) assert.match(r.stderr, new RegExp(`^\\S+Z backup: step=${step} .*seconds=`, "m"));
+    assert.match(r.stderr, /step=dump db=mlflow bytes=\d+ .*seconds=/);
+    assert.match(r.stderr, /step=dump db=mlflow_auth bytes=\d+ .*seconds=/);
     assert.match(r.lastLine, / databases=2 /);
 
     const keys = await s3.list(BUCKET);
@@ -148,138 +179,334 @@ describe("backup.sh / restore.sh / verify.sh (real PostgreSQL 15 + moto S3)", ()
     assert.match((await s3.get(BUCKET, m.globals.key)).toString(), /CREATE ROLE mlflow;/);
   });
 
-  test("restore: into a fresh database, identical contents, owned by the mlflow role", async () => {
-    const r = await script("restore.sh", restoreEnv({ RESTORE_TARGET_DATABASE: "mlflow_restored" }));
-    assert.equal(r.status, 0, r.stderr);
-    assert.match(r.lastLine, new RegExp(`restore OK run=${GOOD_RUN} database=mlflow target=mlflow_restored tables=6 rows=100016`));
-    assert.equal(fingerprint("mlflow_restored"), fingerprint("mlflow"));
-    assert.equal(pg.psql("SELECT string_agg(DISTINCT tableowner, ',') FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')", { db: "mlflow_restored" }), "mlflow");
-    assert.equal(pg.psql("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'mlflow_restored'"), "mlflow");
-    assert.equal(pg.psql("SELECT string_agg(DISTINCT pg_get_userbyid(lomowner), ',') FROM pg_largeobject_metadata", { db: "mlflow_restored" }), "mlflow");
-    // Restoring again over the same database is clean (--clean --if-exists).
-    const again = await script("restore.sh", restoreEnv({ RESTORE_TARGET_DATABASE: "mlflow_restored", RESTORE_RUN_ID: GOOD_RUN }));
-    assert.equal(again.status, 0, again.stderr);
-    assert.equal(fingerprint("mlflow_restored"), fingerprint("mlflow"));
-  });
-
-  test("verify: restores the latest run into a throwaway server and stops it", async () => {
-    const dir = makeTempDir("verify");
-    try {
-      const r = await script("verify.sh", { ...restoreEnv(), PATH: `${shimDir}:${process.env.PATH}`, VERIFY_DATA_DIR: dir });
+  // Everything below reads the first run or writes under its own prefix or database: all at once.
+  describe("after a first good backup", { concurrency: true }, () => {
+    test("restore: into a fresh database, identical contents, owned by the mlflow role", async () => {
+      const r = await script("restore.sh", restoreEnv({ RESTORE_TARGET_DATABASE: "mlflow_restored" }));
       assert.equal(r.status, 0, r.stderr);
-      assert.match(r.stderr, /restore OK run=\S+ database=mlflow target=mlflow tables=6 rows=100016/);
-      assert.match(r.stderr, /restore OK run=\S+ database=mlflow_auth target=mlflow_auth tables=1 rows=2 /);
-      assert.match(r.lastLine, new RegExp(`verify OK run=${GOOD_RUN} databases=2 \\(mlflow mlflow_auth\\) `));
-      assert.equal(fs.existsSync(path.join(dir, "pgdata")), false, "throwaway data dir left behind");
-      const procs = spawnSync("pgrep", ["-f", dir], { encoding: "utf8" }).stdout.trim();
-      assert.equal(procs, "", "throwaway server still running");
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
-  });
-
-  describe("faults: non-zero exit, clear last line, no manifest, latest.json untouched", { concurrency: true }, () => {
-    test("missing and invalid configuration exit 2 naming the variable", async () => {
-      let r = await script("backup.sh", backupEnv({ BACKUP_BUCKET: "" }));
-      assert.equal(r.status, 2);
-      assert.equal(r.lastLine.replace(/^\S+ /, ""), "backup: backup FAILED: missing required environment variable BACKUP_BUCKET");
-      r = await script("backup.sh", backupEnv({ BACKUP_SSE: "none" }));
-      assert.equal(r.status, 2);
-      assert.match(r.lastLine, /backup FAILED: invalid BACKUP_SSE 'none'/);
-      r = await script("backup.sh", backupEnv({ BACKUP_RUN_ID: "fault-nodb", BACKUP_DATABASES: "mlflow nosuchdb" }));
-      await assertFailedCleanly(r, "fault-nodb", /invalid BACKUP_DATABASES: database 'nosuchdb' does not exist/, 2);
+      assert.match(r.lastLine, new RegExp(`restore OK run=${GOOD_RUN} database=mlflow target=mlflow_restored tables=6 rows=100016`));
+      assert.equal(fingerprint("mlflow_restored"), fingerprint("mlflow"));
+      assert.equal(pg.psql("SELECT string_agg(DISTINCT tableowner, ',') FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')", { db: "mlflow_restored" }), "mlflow");
+      assert.equal(pg.psql("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'mlflow_restored'"), "mlflow");
+      assert.equal(pg.psql("SELECT string_agg(DISTINCT pg_get_userbyid(lomowner), ',') FROM pg_largeobject_metadata", { db: "mlflow_restored" }), "mlflow");
+      // Restoring again over the same database is clean (--clean --if-exists).
+      const again = await script("restore.sh", restoreEnv({ RESTORE_TARGET_DATABASE: "mlflow_restored", RESTORE_RUN_ID: GOOD_RUN }));
+      assert.equal(again.status, 0, again.stderr);
+      assert.equal(fingerprint("mlflow_restored"), fingerprint("mlflow"));
     });
 
-    test("database unreachable", async () => {
-      const r = await script("backup.sh", backupEnv({ BACKUP_RUN_ID: "fault-port", PGPORT: String(await freePort()) }));
-      await assertFailedCleanly(r, "fault-port", /cannot connect to PostgreSQL at 127\.0\.0\.1:\d+ as backup: .*Connection refused/);
-    });
-
-    test("wrong password", async () => {
-      const r = await script("backup.sh", backupEnv({ BACKUP_RUN_ID: "fault-pw", PGPASSWORD: "nope" }));
-      await assertFailedCleanly(r, "fault-pw", /cannot connect to PostgreSQL.*password authentication failed for user "backup"/);
-    });
-
-    test("S3 unreachable", async () => {
-      const r = await script("backup.sh", backupEnv({ BACKUP_RUN_ID: "fault-s3", AWS_ENDPOINT_URL: `http://127.0.0.1:${await freePort()}`, AWS_MAX_ATTEMPTS: "1" }));
-      await assertFailedCleanly(r, "fault-s3", /S3 bucket pg-backups not reachable: .*Could not connect/);
-    });
-
-    test("bucket missing", async () => {
-      const r = await script("backup.sh", backupEnv({ BACKUP_RUN_ID: "fault-bucket", BACKUP_BUCKET: "no-such-bucket" }));
-      assert.equal(r.status, 1);
-      assert.match(r.lastLine, /backup FAILED: S3 bucket no-such-bucket not reachable: .*404/);
-      assert.deepEqual(await s3.get(BUCKET, `${PREFIX}/latest.json`), goodLatest);
-    });
-
-    test("pg_dump killed mid-stream (SIGKILL after 20 kB)", async () => {
-      const dir = makeTempDir("fault-dump");
-      fs.writeFileSync(path.join(dir, "pg_dump"), [
-        "#!/bin/bash",
-        `[[ "$1" == --version ]] && exec ${PG_BIN}/pg_dump "$@"`,
-        `${PG_BIN}/pg_dump "$@" | head -c 20000`,
-        "kill -9 $$", ""].join("\n"), { mode: 0o755 });
+    test("verify: restores the latest run into a throwaway server and stops it", async () => {
+      const dir = makeTempDir("verify");
       try {
-        const r = await script("backup.sh", backupEnv({ BACKUP_RUN_ID: "fault-dump", PATH: `${dir}:${process.env.PATH}` }));
-        await assertFailedCleanly(r, "fault-dump", /stream of postgres\/\.staging\/fault-dump\/mlflow\.dump failed \(pg_dump=137 tee=0 aws-upload=0/);
-        assert.match(r.stderr, /step=globals bytes=/, "should have failed after the globals, mid-dump");
-      } finally { fs.rmSync(dir, { recursive: true, force: true }); }
+        const r = await script("verify.sh", { ...restoreEnv(), PATH: `${shimDir}:${process.env.PATH}`, VERIFY_DATA_DIR: dir });
+        assert.equal(r.status, 0, r.stderr);
+        assert.match(r.stderr, /restore OK run=\S+ database=mlflow target=mlflow tables=6 rows=100016/);
+        assert.match(r.stderr, /restore OK run=\S+ database=mlflow_auth target=mlflow_auth tables=1 rows=2 /);
+        assert.match(r.lastLine, new RegExp(`verify OK run=${GOOD_RUN} databases=2 \\(mlflow mlflow_auth\\) `));
+        assert.equal(fs.existsSync(path.join(dir, "pgdata")), false, "throwaway data dir left behind");
+        const procs = spawnSync("pgrep", ["-f", dir], { encoding: "utf8" }).stdout.trim();
+        assert.equal(procs, "", "throwaway server still running");
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
     });
 
-    test("upload fails mid-stream", async () => {
-      const dir = makeTempDir("fault-up");
-      const realAws = spawnSync("bash", ["-c", "command -v aws"], { encoding: "utf8" }).stdout.trim();
-      fs.writeFileSync(path.join(dir, "aws"), [
-        "#!/bin/bash",
-        'if [[ "$1 $2 $3" == "s3 cp -" && "$4" == *.dump ]]; then',
-        "  head -c 30000 >/dev/null; echo 'simulated: connection reset during upload' >&2; exit 1",
-        "fi",
-        `exec ${realAws} "$@"`, ""].join("\n"), { mode: 0o755 });
-      try {
-        const r = await script("backup.sh", backupEnv({ BACKUP_RUN_ID: "fault-up", PATH: `${dir}:${process.env.PATH}` }));
-        await assertFailedCleanly(r, "fault-up", /stream of postgres\/\.staging\/fault-up\/mlflow\.dump failed \(pg_dump=\d+ tee=\d+ aws-upload=1 /);
-      } finally { fs.rmSync(dir, { recursive: true, force: true }); }
+    describe("runs: unique ids, never overwritten, latest.json only forward", { concurrency: true }, () => {
+      test("a run id that is taken is refused: the existing run and latest.json stay as they were", async () => {
+        const keys = await s3.list(BUCKET, `${PREFIX}/runs/${GOOD_RUN}/`);
+        const bodies = await Promise.all(keys.map((k) => s3.get(BUCKET, k)));
+        const r = await script("backup.sh", backupEnv({ BACKUP_RUN_ID: GOOD_RUN }));
+        assert.equal(r.status, 1, r.stderr);
+        assert.match(r.lastLine, new RegExp(`backup FAILED: run ${GOOD_RUN} already exists \\(s3://pg-backups/postgres/runs/${GOOD_RUN}/ is taken\\); refusing to write into it$`));
+        assert.deepEqual(await s3.list(BUCKET, `${PREFIX}/runs/${GOOD_RUN}/`), keys);
+        for (const [i, k] of keys.entries()) assert.deepEqual(await s3.get(BUCKET, k), bodies[i], k);
+        assert.deepEqual(await s3.get(BUCKET, `${PREFIX}/latest.json`), goodLatest);
+      });
+
+      test("overlapping runs: the older snapshot finishing last leaves latest.json on the newer one", async () => {
+        // Run A's pg_dump waits (after A took its snapshot) until B, started after that snapshot, has finished.
+        const flag = path.join(makeTempDir("overlap-flag"), "b-done");
+        const slow = shims("slow-dump", { pg_dump: [
+          `[[ "$1" == --version ]] || for _ in $(seq 600); do [[ -e ${flag} ]] && break; sleep 0.1; done`,
+          `exec ${PG_BIN}/pg_dump "$@"`] });
+        try {
+          pg.psql("CREATE DATABASE overlap OWNER mlflow; GRANT CONNECT ON DATABASE overlap TO backup;");
+          const env = { BACKUP_PREFIX: "overlap", BACKUP_DATABASES: "overlap" };
+          const a = script("backup.sh", backupEnv({ ...env, BACKUP_RUN_ID: "run-a", PATH: slow.path }));
+          await waitForSession("overlap", "snapshot");
+          const b = await script("backup.sh", backupEnv({ ...env, BACKUP_RUN_ID: "run-b" }));
+          assert.equal(b.status, 0, b.stderr);
+          assert.equal(JSON.parse((await s3.get(BUCKET, "overlap/latest.json")).toString()).run_id, "run-b");
+          fs.writeFileSync(flag, "");
+          const ra = await a;
+          assert.equal(ra.status, 0, ra.stderr);
+          assert.match(ra.stderr, /step=latest latest\.json kept on run run-b \(snapshot \S+\): not older than this run/);
+          const latest = JSON.parse((await s3.get(BUCKET, "overlap/latest.json")).toString());
+          assert.equal(latest.run_id, "run-b", "latest.json went backwards");
+          const [ma, mb] = await Promise.all(["run-a", "run-b"].map(async (id) => JSON.parse((await s3.get(BUCKET, `overlap/runs/${id}/manifest.json`)).toString())));
+          assert.ok(ma.snapshot_at < mb.snapshot_at, `${ma.snapshot_at} < ${mb.snapshot_at}`);
+          assert.equal(latest.snapshot_at, mb.snapshot_at);
+          assert.ok(ma.finished_at >= mb.finished_at, "A finished last");
+        } finally { fs.rmSync(slow.dir, { recursive: true, force: true }); fs.rmSync(path.dirname(flag), { recursive: true, force: true }); }
+      });
+
+      test("a database name with = and quotes reaches every client intact", async () => {
+        const odd = `odd=db'name"x"`;
+        const conn = `dbname='odd=db\\'name"x"'`;
+        pg.psql(`CREATE DATABASE "odd=db'name""x""" OWNER mlflow; GRANT CONNECT ON DATABASE "odd=db'name""x""" TO backup;`);
+        pg.psql("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 7);", { db: conn, user: "mlflow", password: MLFLOW_PW, tcp: true });
+        const b = await script("backup.sh", backupEnv({ BACKUP_PREFIX: "odd", BACKUP_DATABASES: odd }));
+        assert.equal(b.status, 0, b.stderr);
+        const r = await script("restore.sh", restoreEnv({ BACKUP_PREFIX: "odd", RESTORE_DATABASE: odd, RESTORE_TARGET_DATABASE: `${odd}_copy` }));
+        assert.equal(r.status, 0, r.stderr);
+        assert.match(r.lastLine, /tables=1 rows=7 /);
+        assert.equal(pg.psql("SELECT count(*) FROM t", { db: `dbname='odd=db\\'name"x"_copy'` }), "7");
+      });
     });
 
-    test("S3 holds different bytes than were streamed: nothing is promoted", async () => {
-      const dir = makeTempDir("fault-size");
-      const realAws = spawnSync("bash", ["-c", "command -v aws"], { encoding: "utf8" }).stdout.trim();
-      // The LIST that checks the staged objects reports every size with a leading 1.
-      fs.writeFileSync(path.join(dir, "aws"), [
-        "#!/bin/bash",
-        'if [[ "$1 $2" == "s3api list-objects-v2" ]]; then',
-        `  set -o pipefail; ${realAws} "$@" | sed -E 's/"n": ([0-9]+)/"n": 1\\1/'; exit`,
-        "fi",
-        `exec ${realAws} "$@"`, ""].join("\n"), { mode: 0o755 });
-      try {
-        const r = await script("backup.sh", backupEnv({ BACKUP_RUN_ID: "fault-size", PATH: `${dir}:${process.env.PATH}` }));
-        await assertFailedCleanly(r, "fault-size", /staged objects differ from what was streamed: postgres\/\.staging\/fault-size\/globals\.sql has 1(\d+) bytes, expected \1 bytes; postgres\/\.staging\/fault-size\/mlflow\.dump has 1(\d+) bytes, expected \2 bytes$/);
-      } finally { fs.rmSync(dir, { recursive: true, force: true }); }
+    describe("Object Lock: a bucket with default retention, as in prod", { concurrency: true }, () => {
+      const LOCKED = "pg-backups-locked";
+      before(() => s3.createBucket(LOCKED, { objectLockDays: 1 }));
+      for (const cli of ["v1", "v2"] as const) {
+        test(`backup, failed-run cleanup and restore work with AWS CLI ${cli}`, async () => {
+          const v2 = cli === "v2" ? awsV2() : undefined;
+          const env = { BACKUP_BUCKET: LOCKED, BACKUP_PREFIX: cli, ...(v2 ? { PATH: v2.path } : {}) };
+          try {
+            // With v1: two runs started together (default ids) both publish, under different ids.
+            const runs = await Promise.all((cli === "v1" ? [1, 2] : [1]).map(() => script("backup.sh", backupEnv({ ...env, BACKUP_DATABASES: "mlflow_auth" }))));
+            for (const x of runs) assert.equal(x.status, 0, x.stderr);
+            const r = runs[0]!;
+            const ids = runs.map((x) => /backup OK run=(\S+) /.exec(x.lastLine)![1]!);
+            for (const id of ids) assert.match(id, /^\d{8}T\d{6}Z-[0-9a-f]{8}$/);
+            assert.equal(new Set(ids).size, ids.length, "run ids collided");
+            const manifests = await Promise.all(ids.map(async (id) => JSON.parse((await s3.get(LOCKED, `${cli}/runs/${id}/manifest.json`)).toString())));
+            const newest = manifests.reduce((x, y) => (x.snapshot_at >= y.snapshot_at ? x : y));
+            const latest = JSON.parse((await s3.get(LOCKED, `${cli}/latest.json`)).toString());
+            assert.equal(latest.run_id, newest.run_id);
+            const head = await s3.head(LOCKED, latest.manifest_key);
+            assert.equal(head.get("x-amz-object-lock-mode"), "GOVERNANCE");
+            const dumpFail = shims(`lockfail-${cli}`, { pg_dump: [`[[ "$1" == --version ]] && exec ${PG_BIN}/pg_dump "$@"`, "echo 'simulated failure' >&2; exit 1"] });
+            try {
+              const f = await script("backup.sh", backupEnv({ ...env, BACKUP_RUN_ID: "fails", BACKUP_DATABASES: "mlflow_auth", PATH: `${dumpFail.dir}:${env.PATH ?? process.env.PATH}` }));
+              assert.equal(f.status, 1, f.stderr);
+              assert.match(f.lastLine, /stream of \S+ failed \(pg_dump=1 .*simulated failure/);
+              assert.deepEqual(await s3.list(LOCKED, `${cli}/runs/fails/`), [], "failed run's objects (delete markers over locked versions)");
+            } finally { fs.rmSync(dumpFail.dir, { recursive: true, force: true }); }
+            const rs = await script("restore.sh", restoreEnv({ ...env, RESTORE_DATABASE: "mlflow_auth", RESTORE_TARGET_DATABASE: `mlflow_auth_locked_${cli}` }));
+            assert.equal(rs.status, 0, rs.stderr);
+            assert.match(rs.lastLine, /tables=1 rows=2 /);
+            if (v2) assert.match(r.stderr, /WARNING: this AWS CLI has no conditional writes/);
+          } finally { if (v2) fs.rmSync(v2.dir, { recursive: true, force: true }); }
+        });
+      }
     });
-  });
 
-  test("restore fails (exit 4) when restored row counts differ from the manifest", async () => {
-    const m = JSON.parse((await s3.get(BUCKET, `${PREFIX}/runs/${GOOD_RUN}/manifest.json`)).toString()) as Manifest;
-    m.databases[0]!.contents.tables["public.pgbench_branches"] = 2;
-    await s3.put(BUCKET, `${PREFIX}/runs/tampered/manifest.json`, Buffer.from(JSON.stringify(m)));
-    const r = await script("restore.sh", restoreEnv({ RESTORE_RUN_ID: "tampered", RESTORE_TARGET_DATABASE: "mlflow_tampered" }));
-    assert.equal(r.status, 4, r.stderr);
-    assert.match(r.lastLine, /restore FAILED: row count mismatch in mlflow_tampered: public\.pgbench_branches expected 2 got 1$/);
-  });
+    describe("locks and signals: nothing hangs silently", { concurrency: true }, () => {
+      before(() => {
+        for (const db of ["locky1", "locky2"]) {
+          pg.psql(`CREATE DATABASE ${db} OWNER mlflow; GRANT CONNECT ON DATABASE ${db} TO backup;`);
+          pg.psql("CREATE TABLE experiments (id int); INSERT INTO experiments VALUES (1);", { db, user: "mlflow", password: MLFLOW_PW, tcp: true });
+        }
+      });
 
-  test("restore refuses a corrupted dump (sha256) and restores nothing", async () => {
-    const key = `${PREFIX}/runs/${GOOD_RUN}/mlflow.dump`;
-    const good = await s3.get(BUCKET, key);
-    const bad = Buffer.from(good); // same size, one flipped byte: only the sha256 can tell
-    bad[bad.length >> 1] ^= 0xff;
-    await s3.put(BUCKET, key, bad);
-    const r = await script("restore.sh", restoreEnv({ RESTORE_TARGET_DATABASE: "mlflow_corrupt" }));
-    assert.equal(r.status, 3, r.stderr);
-    assert.match(r.lastLine, /restore FAILED: integrity check failed for .*mlflow\.dump: sha256 [0-9a-f]{64} != manifest [0-9a-f]{64}; nothing restored/);
-    assert.equal(pg.psql("SELECT count(*) FROM pg_database WHERE datname = 'mlflow_corrupt'"), "0");
-    await s3.put(BUCKET, key, good.subarray(0, 100));
-    const r2 = await script("restore.sh", restoreEnv({ RESTORE_TARGET_DATABASE: "mlflow_corrupt" }));
-    assert.equal(r2.status, 3);
-    assert.match(r2.lastLine, /restore FAILED: integrity check failed .*: size 100 != manifest \d+/);
+      test("backup against a table under an exclusive lock fails within lock_timeout, naming the lock", async () => {
+        const lock = await holdLock("locky1", "experiments");
+        try {
+          const t0 = Date.now();
+          const r = await script("backup.sh", backupEnv({ BACKUP_PREFIX: "locky", BACKUP_RUN_ID: "locked", BACKUP_DATABASES: "locky1", BACKUP_LOCK_TIMEOUT: "1s" }));
+          // The lock is held for 10 minutes: only lock_timeout can end the run this soon, even on a loaded machine.
+          assert.ok(Date.now() - t0 < 90_000, `took ${Date.now() - t0} ms`);
+          assert.equal(r.status, 1, r.stderr);
+          assert.match(r.stderr, /step=snapshot db=locky1 .*table locks wait at most 1s/);
+          assert.match(r.lastLine, /backup FAILED: .*waited 1s \(lock_timeout\) for a table lock: AccessExclusiveLock on experiments held by pid \d+ \(user postgres\)/);
+          assert.deepEqual(await s3.list(BUCKET, "locky/runs/locked/"), []);
+        } finally { await lock.release(); }
+      });
+
+      test("SIGTERM while pg_dump waits for a lock: FAILED: terminated within seconds, children killed, objects deleted", async () => {
+        const lock = await holdLock("locky2", "experiments");
+        try {
+          const child = spawn("bash", [path.join(SCRIPTS, "backup.sh")], { env: backupEnv({ BACKUP_PREFIX: "locky", BACKUP_RUN_ID: "termed", BACKUP_DATABASES: "locky2" }), stdio: ["ignore", "pipe", "pipe"] });
+          let stderr = "";
+          child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+          const exited = new Promise<number | null>((r) => child.once("close", (code) => r(code)));
+          await waitForSession("locky2", "lock");          // count(*) and pg_dump queue behind the lock (lock_timeout 1min)
+          const t0 = Date.now();
+          child.kill("SIGTERM");
+          const code = await exited;
+          const secs = (Date.now() - t0) / 1000;
+          assert.ok(secs < 10, `took ${secs} s`);
+          assert.equal(code, 143, stderr);
+          const last = stderr.trimEnd().split("\n").pop()!;
+          // On a loaded machine the clean-up (one S3 call) may outlast the grace period: then the
+          // supervisor kills it and says so; the objects are left to the lifecycle rule.
+          assert.match(last, /backup FAILED: terminated by SIGTERM( \(cleanup did not finish within 8s; killed\))?$/, stderr);
+          const cleanedUp = !last.endsWith("killed)");
+          assert.match(stderr, /received SIGTERM: stopping the run and its child processes/);
+          assert.equal(spawnSync("pgrep", ["-f", "dbname='locky2'"], { encoding: "utf8" }).stdout.trim(), "", "pg_dump/psql still running");
+          // Their server sessions notice the dead client (client_connection_check_interval) and leave the lock queue.
+          let sessions = "";
+          for (let i = 0; i < 60 && (sessions = pg.psql("SELECT count(*) FROM pg_stat_activity WHERE datname = 'locky2' AND usename = 'backup'")) !== "0"; i++) await sleep(100);
+          assert.equal(sessions, "0", "the backup's server sessions still wait for the lock");
+          if (cleanedUp) assert.deepEqual(await s3.list(BUCKET, "locky/runs/termed/"), []);
+        } finally { await lock.release(); }
+      });
+    });
+
+    describe("faults: non-zero exit, clear last line, no manifest, latest.json untouched", { concurrency: true }, () => {
+      test("missing and invalid configuration exit 2 naming the variable", async () => {
+        let r = await script("backup.sh", backupEnv({ BACKUP_BUCKET: "" }));
+        assert.equal(r.status, 2);
+        assert.equal(r.lastLine.replace(/^\S+ /, ""), "backup: backup FAILED: missing required environment variable BACKUP_BUCKET");
+        r = await script("backup.sh", backupEnv({ BACKUP_SSE: "none" }));
+        assert.equal(r.status, 2);
+        assert.match(r.lastLine, /backup FAILED: invalid BACKUP_SSE 'none'/);
+        for (const id of [".", "..", "a/b", "x".repeat(65)]) {
+          r = await script("backup.sh", backupEnv({ BACKUP_RUN_ID: id }));
+          assert.equal(r.status, 2, id);
+          assert.match(r.lastLine, /backup FAILED: invalid BACKUP_RUN_ID/, id);
+        }
+        r = await script("backup.sh", backupEnv({ BACKUP_LOCK_TIMEOUT: "soon" }));
+        assert.equal(r.status, 2);
+        assert.match(r.lastLine, /backup FAILED: invalid BACKUP_LOCK_TIMEOUT 'soon' \(a PostgreSQL duration/);
+        r = await script("backup.sh", backupEnv({ BACKUP_RUN_ID: "fault-nodb", BACKUP_DATABASES: "mlflow nosuchdb" }));
+        await assertFailedCleanly(r, "fault-nodb", /invalid BACKUP_DATABASES: database 'nosuchdb' does not exist/, 2);
+      });
+
+      test("database unreachable", async () => {
+        const r = await script("backup.sh", backupEnv({ BACKUP_RUN_ID: "fault-port", PGPORT: String(await freePort()) }));
+        await assertFailedCleanly(r, "fault-port", /cannot connect to PostgreSQL at 127\.0\.0\.1:\d+ as backup: .*Connection refused/);
+      });
+
+      test("wrong password", async () => {
+        const r = await script("backup.sh", backupEnv({ BACKUP_RUN_ID: "fault-pw", PGPASSWORD: "nope" }));
+        await assertFailedCleanly(r, "fault-pw", /cannot connect to PostgreSQL.*password authentication failed for user "backup"/);
+      });
+
+      test("S3 unreachable", async () => {
+        const r = await script("backup.sh", backupEnv({ BACKUP_RUN_ID: "fault-s3", AWS_ENDPOINT_URL: `http://127.0.0.1:${await freePort()}`, AWS_MAX_ATTEMPTS: "1" }));
+        await assertFailedCleanly(r, "fault-s3", /S3 bucket pg-backups not reachable: .*Could not connect/);
+      });
+
+      test("bucket missing", async () => {
+        const r = await script("backup.sh", backupEnv({ BACKUP_RUN_ID: "fault-bucket", BACKUP_BUCKET: "no-such-bucket" }));
+        assert.equal(r.status, 1);
+        assert.match(r.lastLine, /backup FAILED: S3 bucket no-such-bucket not reachable: .*NoSuchBucket/);
+        assert.deepEqual(await s3.get(BUCKET, `${PREFIX}/latest.json`), goodLatest);
+      });
+
+      test("pg_dump killed mid-stream (SIGKILL after 20 kB)", async () => {
+        const dir = makeTempDir("fault-dump");
+        fs.writeFileSync(path.join(dir, "pg_dump"), [
+          "#!/bin/bash",
+          `[[ "$1" == --version ]] && exec ${PG_BIN}/pg_dump "$@"`,
+          `${PG_BIN}/pg_dump "$@" | head -c 20000`,
+          "kill -9 $$", ""].join("\n"), { mode: 0o755 });
+        try {
+          const r = await script("backup.sh", backupEnv({ BACKUP_RUN_ID: "fault-dump", PATH: `${dir}:${process.env.PATH}` }));
+          await assertFailedCleanly(r, "fault-dump", /stream of postgres\/runs\/fault-dump\/mlflow\.dump failed \(pg_dump=137 tee=0 aws-upload=0/);
+          assert.match(r.stderr, /step=globals bytes=/, "should have failed after the globals, mid-dump");
+        } finally { fs.rmSync(dir, { recursive: true, force: true }); }
+      });
+
+      test("upload fails mid-stream", async () => {
+        const dir = makeTempDir("fault-up");
+        const realAws = spawnSync("bash", ["-c", "command -v aws"], { encoding: "utf8" }).stdout.trim();
+        fs.writeFileSync(path.join(dir, "aws"), [
+          "#!/bin/bash",
+          'if [[ "$1 $2 $3" == "s3 cp -" && "$4" == *.dump ]]; then',
+          "  head -c 30000 >/dev/null; echo 'simulated: connection reset during upload' >&2; exit 1",
+          "fi",
+          `exec ${realAws} "$@"`, ""].join("\n"), { mode: 0o755 });
+        try {
+          const r = await script("backup.sh", backupEnv({ BACKUP_RUN_ID: "fault-up", PATH: `${dir}:${process.env.PATH}` }));
+          await assertFailedCleanly(r, "fault-up", /stream of postgres\/runs\/fault-up\/mlflow\.dump failed \(pg_dump=\d+ tee=\d+ aws-upload=1 /);
+        } finally { fs.rmSync(dir, { recursive: true, force: true }); }
+      });
+
+      test("S3 holds different bytes than were streamed: no manifest, the run's objects are deleted", async () => {
+        const dir = makeTempDir("fault-size");
+        const realAws = spawnSync("bash", ["-c", "command -v aws"], { encoding: "utf8" }).stdout.trim();
+        // The LIST that checks the run's objects reports every size with a leading 1.
+        fs.writeFileSync(path.join(dir, "aws"), [
+          "#!/bin/bash",
+          'if [[ "$1 $2" == "s3api list-objects-v2" ]]; then',
+          `  set -o pipefail; ${realAws} "$@" | sed -E 's/"n": ([0-9]+)/"n": 1\\1/'; exit`,
+          "fi",
+          `exec ${realAws} "$@"`, ""].join("\n"), { mode: 0o755 });
+        try {
+          const r = await script("backup.sh", backupEnv({ BACKUP_RUN_ID: "fault-size", PATH: `${dir}:${process.env.PATH}` }));
+          await assertFailedCleanly(r, "fault-size", /objects in S3 differ from what was streamed: postgres\/runs\/fault-size\/globals\.sql has 1(\d+) bytes, expected \1 bytes; postgres\/runs\/fault-size\/mlflow\.dump has 1(\d+) bytes, expected \2 bytes$/);
+        } finally { fs.rmSync(dir, { recursive: true, force: true }); }
+      });
+    });
+
+    describe("readers never trust a run without a manifest; reasons survive", { concurrency: true }, () => {
+      test("restore of a run whose manifest is missing says so", async () => {
+        await s3.put(BUCKET, `${PREFIX}/runs/no-manifest/mlflow.dump`, await s3.get(BUCKET, `${PREFIX}/runs/${GOOD_RUN}/mlflow.dump`));
+        const r = await script("restore.sh", restoreEnv({ RESTORE_RUN_ID: "no-manifest", RESTORE_TARGET_DATABASE: "mlflow_nm" }));
+        assert.equal(r.status, 1, r.stderr);
+        assert.match(r.lastLine, /restore FAILED: backup run no-manifest has no manifest: it never completed, or it was deleted \(s3:\/\/pg-backups\/postgres\/runs\/no-manifest\/manifest\.json does not exist\)$/);
+        assert.equal(pg.psql("SELECT count(*) FROM pg_database WHERE datname = 'mlflow_nm'"), "0");
+      });
+
+      test("restore and verify without latest.json say so", async () => {
+        const r = await script("restore.sh", restoreEnv({ BACKUP_PREFIX: "never-backed-up" }));
+        assert.equal(r.status, 1, r.stderr);
+        assert.match(r.lastLine, /restore FAILED: no latest\.json: no backup run has completed in this bucket and prefix yet \(s3:\/\/pg-backups\/never-backed-up\/latest\.json does not exist\)$/);
+        const dir = makeTempDir("verify-nolatest");
+        try {
+          const v = await script("verify.sh", { ...restoreEnv({ BACKUP_PREFIX: "never-backed-up" }), PATH: `${shimDir}:${process.env.PATH}`, VERIFY_DATA_DIR: dir });
+          assert.equal(v.status, 1, v.stderr);
+          assert.match(v.lastLine, /verify FAILED: no latest\.json: no backup run has completed/);
+        } finally { fs.rmSync(dir, { recursive: true, force: true }); }
+      });
+
+      test("verify shows the cause line when initdb fails", async () => {
+        // What initdb prints when the scratch volume is full: the cause, then its own clean-up lines.
+        const full = shims("initdb-full", { initdb: [
+          "echo 'creating subdirectories ... ok'",
+          "echo 'running bootstrap script ... 2026-11-24 01:00:00.000 UTC [42] FATAL:  could not extend file \"base/1/1249\": No space left on device'",
+          "echo 'HINT:  Check free disk space.'",
+          "echo 'child process exited with exit code 1'",
+          `echo "initdb: removing contents of data directory \"$2\""`,
+          "exit 1"] });
+        const dir = makeTempDir("verify-full");
+        try {
+          const v = await script("verify.sh", { ...restoreEnv(), PATH: full.path, VERIFY_DATA_DIR: dir });
+          assert.equal(v.status, 1, v.stderr);
+          assert.match(v.lastLine, /verify FAILED: initdb failed: .*FATAL: could not extend file "base\/1\/1249": No space left on device/);
+        } finally { fs.rmSync(dir, { recursive: true, force: true }); fs.rmSync(full.dir, { recursive: true, force: true }); }
+      });
+    });
+
+    test("restore fails (exit 4) when restored row counts differ from the manifest", async () => {
+      const m = JSON.parse((await s3.get(BUCKET, `${PREFIX}/runs/${GOOD_RUN}/manifest.json`)).toString()) as Manifest;
+      m.databases[0]!.contents.tables["public.pgbench_branches"] = 2;
+      await s3.put(BUCKET, `${PREFIX}/runs/tampered/manifest.json`, Buffer.from(JSON.stringify(m)));
+      const r = await script("restore.sh", restoreEnv({ RESTORE_RUN_ID: "tampered", RESTORE_TARGET_DATABASE: "mlflow_tampered" }));
+      assert.equal(r.status, 4, r.stderr);
+      assert.match(r.lastLine, /restore FAILED: row count mismatch in mlflow_tampered: public\.pgbench_branches expected 2 got 1$/);
+    });
+
+    test("restore refuses a corrupted dump (sha256) and restores nothing", async () => {
+      // A copy of the good run whose dump is then damaged (the good run stays intact for the other tests).
+      const m = JSON.parse((await s3.get(BUCKET, `${PREFIX}/runs/${GOOD_RUN}/manifest.json`)).toString()) as Manifest;
+      const good = await s3.get(BUCKET, m.databases[0]!.key);
+      const key = `${PREFIX}/runs/corrupt/mlflow.dump`;
+      m.databases[0]!.key = key;
+      await s3.put(BUCKET, `${PREFIX}/runs/corrupt/manifest.json`, Buffer.from(JSON.stringify(m)));
+      const bad = Buffer.from(good); // same size, one flipped byte: only the sha256 can tell
+      bad[bad.length >> 1] ^= 0xff;
+      await s3.put(BUCKET, key, bad);
+      const r = await script("restore.sh", restoreEnv({ RESTORE_RUN_ID: "corrupt", RESTORE_TARGET_DATABASE: "mlflow_corrupt" }));
+      assert.equal(r.status, 3, r.stderr);
+      assert.match(r.lastLine, /restore FAILED: integrity check failed for .*mlflow\.dump: sha256 [0-9a-f]{64} != manifest [0-9a-f]{64}; nothing restored/);
+      assert.equal(pg.psql("SELECT count(*) FROM pg_database WHERE datname = 'mlflow_corrupt'"), "0");
+      await s3.put(BUCKET, key, good.subarray(0, 100));
+      const r2 = await script("restore.sh", restoreEnv({ RESTORE_RUN_ID: "corrupt", RESTORE_TARGET_DATABASE: "mlflow_corrupt" }));
+      assert.equal(r2.status, 3);
+      assert.match(r2.lastLine, /restore FAILED: integrity check failed .*: size 100 != manifest \d+/);
+    });
   });
 });

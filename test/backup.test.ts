@@ -112,25 +112,28 @@ for (const name of STACKS) {
             });
         }
 
-        it("grants the backup role only the object actions the scripts use, on the backup prefix", async () => {
+        it("grants the backup role exactly what backup.sh does: write runs, move latest.json, delete its own failed runs", async () => {
             const ev = await stack(name);
             const arn = bucketArn(ev, "backup-store-bucket");
             const policy = policyOf(one(ev, "aws:iam/rolePolicy:RolePolicy", "backup-backup-inline"));
-            const actions = policy.Statement.flatMap((s: { Action: string[] }) => s.Action).sort();
-            const expectedActions = ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:ListBucket", "s3:PutObject"];
-            if (w.sse === "aws:kms") expectedActions.unshift("kms:Decrypt", "kms:GenerateDataKey");
-            assert.deepEqual(actions, expectedActions.sort());
+            const bySid = Object.fromEntries(policy.Statement.map((s: { Sid: string }) => [s.Sid, s]));
             for (const s of policy.Statement) {
                 assert.equal(s.Effect, "Allow");
                 for (const a of s.Action) assert.ok(!a.includes("*"), a);
-                for (const r of s.Resource) {
-                    if (r.startsWith("arn:aws:kms:")) assert.equal(r, bucketKeyArn(ev));
-                    else assert.ok(r === arn || r.startsWith(`${arn}/postgres/`), r);
-                }
             }
-            const del = policy.Statement.find((s: { Action: string[] }) => s.Action.includes("s3:DeleteObject"));
-            assert.deepEqual(del.Resource, [`${arn}/postgres/.staging/*`, `${arn}/postgres/runs/*`], "latest.json is never deleted");
+            assert.deepEqual(bySid.ListRuns.Action, ["s3:ListBucket"]);
+            assert.deepEqual(bySid.ListRuns.Resource, [arn]);
+            assert.deepEqual(bySid.WriteRuns.Action, ["s3:PutObject", "s3:AbortMultipartUpload"]);
+            assert.deepEqual(bySid.WriteRuns.Resource, [`${arn}/postgres/runs/*`]);
+            assert.deepEqual(bySid.MoveLatest.Action, ["s3:GetObject", "s3:PutObject"], "compare, then If-Match");
+            assert.deepEqual(bySid.MoveLatest.Resource, [`${arn}/postgres/latest.json`]);
+            assert.deepEqual(bySid.CleanUpFailedRuns.Action, ["s3:DeleteObject"]);
+            assert.deepEqual(bySid.CleanUpFailedRuns.Resource, [`${arn}/postgres/runs/*`], "latest.json is never deleted");
+            const actions = policy.Statement.flatMap((s: { Action: string[] }) => s.Action);
             assert.ok(!actions.includes("s3:DeleteObjectVersion") && !actions.includes("s3:BypassGovernanceRetention"), "versions stay");
+            if (w.sse === "aws:kms") assert.deepEqual(bySid.UseBucketKey, { Sid: "UseBucketKey", Effect: "Allow", Action: ["kms:GenerateDataKey", "kms:Decrypt"], Resource: [bucketKeyArn(ev)] });
+            else assert.equal(bySid.UseBucketKey, undefined);
+            assert.equal(policy.Statement.length, w.sse === "aws:kms" ? 5 : 4);
         });
 
         it("grants the restore role read-only access", async () => {
@@ -199,6 +202,8 @@ for (const name of STACKS) {
             assert.equal(env.BACKUP_SSE.value, w.sse);
             assert.equal(env.BACKUP_KMS_KEY_ID?.value, w.sse === "aws:kms" ? bucketKeyArn(ev) : undefined);
             assert.equal(env.AWS_REGION.value, "us-east-1");
+            assert.equal(env.BACKUP_LOCK_TIMEOUT.value, "1min");
+            assert.equal(env.BACKUP_STATEMENT_TIMEOUT.value, "2h");
             const backupSecret = all(ev, "kubernetes:core/v1:Secret").find((s) => s.name === "postgres-backup")!;
             assert.equal(env.PGUSER.valueFrom!.secretKeyRef.key, "username");
             assert.equal(env.PGPASSWORD.valueFrom!.secretKeyRef.key, "password");

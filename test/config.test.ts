@@ -85,6 +85,8 @@ describe("config: each rule accepts a good value and names the key of a bad one"
         { key: "backup.objectLockDays", good: { backup: { objectLock: true, objectLockDays: 7, retentionDays: 7 } }, bad: { backup: { objectLock: true, objectLockDays: 30, retentionDays: 7 } }, shown: "30", allowed: /retentionDays \(7\)/ },
         { key: "backup.scratchSize", good: { backup: { scratchSize: "500Gi" } }, bad: { backup: { scratchSize: "lots" } }, shown: '"lots"' },
         { key: "backup.awsCliImageTag", good: { backup: { awsCliImageTag: "2.27.26" } }, bad: { backup: { awsCliImageTag: "latest" } }, shown: '"latest"' },
+        { key: "backup.lockTimeout", good: { backup: { lockTimeout: "30s" } }, bad: { backup: { lockTimeout: "30 seconds" } }, shown: '"30 seconds"', allowed: /PostgreSQL duration/ },
+        { key: "backup.statementTimeout", good: { backup: { statementTimeout: "0" } }, bad: { backup: { statementTimeout: "2hours" } }, shown: '"2hours"', allowed: /PostgreSQL duration/ },
         { key: "mlflow.replicas", good: { mlflow: { replicas: 3 } }, bad: { mlflow: { replicas: 0 } }, shown: "0" },
         { key: "mlflow.namespace", good: { mlflow: { namespace: "tracking" } }, bad: { mlflow: { namespace: "data" } }, shown: '"data"', allowed: /postgres\.namespace/ },
         { key: "mlflow.exposure", good: { mlflow: { exposure: "ingress", ingressHost: "mlflow.example.com", ingressClassName: "alb" } }, bad: { mlflow: { exposure: "ingress" } }, shown: '"ingress"', allowed: /ingressHost/ },

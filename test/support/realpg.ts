@@ -188,7 +188,8 @@ export interface S3Server {
   endpoint: string;
   /** env for the aws CLI pointed at this emulator. */
   awsEnv(): NodeJS.ProcessEnv;
-  createBucket(name: string): Promise<void>;
+  /** objectLockDays: Object Lock on, with that many days of GOVERNANCE default retention (as prod). */
+  createBucket(name: string, opts?: { objectLockDays?: number }): Promise<void>;
   /** Unsigned REST calls: moto does not check signatures, and this avoids a CLI start per call. */
   get(bucket: string, key: string): Promise<Buffer>;
   head(bucket: string, key: string): Promise<Headers>;
@@ -225,10 +226,17 @@ export async function startMoto(): Promise<S3Server> {
   return {
     port, endpoint,
     awsEnv: () => awsEnvFor(endpoint),
-    async createBucket(name) {
-      const r = await fetch(`${endpoint}/${name}`, { method: "PUT", headers });
+    async createBucket(name, opts = {}) {
+      const lock = opts.objectLockDays !== undefined;
+      const r = await fetch(`${endpoint}/${name}`, { method: "PUT", headers: { ...headers, ...(lock ? { "x-amz-bucket-object-lock-enabled": "true" } : {}) } });
       await r.arrayBuffer();
       if (!r.ok) throw new Error(`create bucket ${name}: ${r.status}`);
+      if (!lock) return;
+      const body = `<ObjectLockConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><ObjectLockEnabled>Enabled</ObjectLockEnabled>` +
+        `<Rule><DefaultRetention><Mode>GOVERNANCE</Mode><Days>${opts.objectLockDays}</Days></DefaultRetention></Rule></ObjectLockConfiguration>`;
+      const c = await fetch(`${endpoint}/${name}?object-lock`, { method: "PUT", headers, body });
+      const text = await c.text();
+      if (!c.ok) throw new Error(`object lock on ${name}: ${c.status} ${text}`);
     },
     async get(b, k) {
       const r = await fetch(url(b, k), { headers });

@@ -17,7 +17,7 @@ cleanup() {
     log "throwaway server log (tail):"; tail -n 20 "$DIR/server.log" >&2
   fi
   if [[ -n "$OWN_DIR" ]]; then rm -rf "$OWN_DIR"
-  elif [[ -n "$DIR" ]]; then rm -rf "$DIR/pgdata" "$DIR/scratch"; fi
+  elif [[ -n "$DIR" ]]; then rm -rf "$DIR/pgdata" "$DIR/scratch" "$DIR/latest.json" "$DIR/manifest.json" "$DIR/s3.err" "$DIR/aws-config"; fi
 }
 install_traps
 
@@ -32,12 +32,17 @@ else
   DIR=$(mktemp -d); OWN_DIR=$DIR
 fi
 DATA="$DIR/pgdata"
+aws_config "$DIR"
 T_RUN=$(now_us)
 
 # --- throwaway server ----------------------------------------------------------
 t=$(now_us)
-initdb -D "$DATA" -U postgres -E UTF8 --no-locale --auth=trust >"$DIR/initdb.log" 2>&1 \
-  || die 1 "initdb failed: $(tail -n3 "$DIR/initdb.log" | tr '\n' ' ')"
+if ! initdb -D "$DATA" -U postgres -E UTF8 --no-locale --auth=trust >"$DIR/initdb.log" 2>&1; then
+  # The cause ("No space left on device", "Permission denied") is in an error
+  # line, followed by initdb's own clean-up lines: show the error lines.
+  cause=$(grep -iE 'error|fatal|could not|no space|denied' "$DIR/initdb.log" | head -n3 | tr -s '\n ' '  ' || true)
+  die 1 "initdb failed: ${cause:-$(tail -n3 "$DIR/initdb.log" | tr -s '\n ' '  ')}"
+fi
 # No TCP at all; the socket lives in the 0700 data directory. Durability is
 # pointless for a server we delete in a minute.
 STARTED=yes
@@ -52,16 +57,23 @@ export PGHOST="$DATA" PGPORT=5432 PGUSER=postgres PGDATABASE=postgres
 
 # Resolve "latest" once, so every database comes from the same run.
 RUN=${RESTORE_RUN_ID:-latest}
+# s3_read KEY FILE WHAT: download a small object, or die saying what is missing.
+s3_read() {
+  aws s3 cp "s3://$BACKUP_BUCKET/$1" "$2" --only-show-errors 2>"$DIR/s3.err" && return 0
+  if grep -qE 'NoSuchKey|Not Found|\(404\)|does not exist' "$DIR/s3.err"; then
+    die 1 "$3 (s3://$BACKUP_BUCKET/$1 does not exist)"
+  fi
+  die 1 "cannot read s3://$BACKUP_BUCKET/$1: $(err_of "$DIR/s3.err")"
+}
 if [[ "$RUN" == latest ]]; then
-  pointer=$(aws s3 cp "s3://$BACKUP_BUCKET/$BACKUP_PREFIX/latest.json" - --only-show-errors) \
-    || die 1 "cannot read s3://$BACKUP_BUCKET/$BACKUP_PREFIX/latest.json"
-  RUN=$(json_get postgres "$pointer" '{run_id}') || die 1 "latest.json is not valid JSON"
+  s3_read "$BACKUP_PREFIX/latest.json" "$DIR/latest.json" "no latest.json: no backup run has completed in this bucket and prefix yet"
+  RUN=$(json_get postgres "$(<"$DIR/latest.json")" '{run_id}') || die 1 "latest.json is not valid JSON"
 fi
 if [[ -n "${VERIFY_DATABASES:-}" ]]; then
   read -r -a DBS <<<"$VERIFY_DATABASES"
 else
-  manifest=$(aws s3 cp "s3://$BACKUP_BUCKET/$BACKUP_PREFIX/runs/$RUN/manifest.json" - --only-show-errors) \
-    || die 1 "cannot read manifest of run $RUN"
+  s3_read "$BACKUP_PREFIX/runs/$RUN/manifest.json" "$DIR/manifest.json" "backup run $RUN has no manifest: it never completed, or it was deleted"
+  manifest=$(<"$DIR/manifest.json")
   mapfile -t DBS < <("${PSQL[@]}" -v m="$manifest" <<<"SELECT jsonb_path_query(:'m'::jsonb, '\$.databases[*].name') #>> '{}'")
 fi
 ((${#DBS[@]} > 0)) || die 1 "no databases to verify in run $RUN"
