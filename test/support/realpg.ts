@@ -51,7 +51,7 @@ export function makeTempDir(tag: string): string {
 }
 
 /** Run as the postgres OS user when root (server-side binaries). */
-function asPg(cmd: string, args: string[]): [string, string[]] {
+export function asPg(cmd: string, args: string[]): [string, string[]] {
   return IS_ROOT ? ["runuser", ["-u", "postgres", "--", cmd, ...args]] : [cmd, args];
 }
 
@@ -82,7 +82,7 @@ function checked(r: SpawnSyncReturns<string>, what: string): string {
   return r.stdout;
 }
 
-function spawnGroup(cmd: string, args: string[], logFile: string, env?: NodeJS.ProcessEnv): ChildProcess {
+export function spawnGroup(cmd: string, args: string[], logFile: string, env?: NodeJS.ProcessEnv): ChildProcess {
   const fd = fs.openSync(logFile, "a");
   const child = spawn(cmd, args, { detached: true, stdio: ["ignore", fd, fd], env: env ?? process.env });
   fs.closeSync(fd);
@@ -91,7 +91,7 @@ function spawnGroup(cmd: string, args: string[], logFile: string, env?: NodeJS.P
   return child;
 }
 
-async function stopGroup(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+export async function stopGroup(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
   const pgid = child.pid!;
   const exited = new Promise<void>((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) resolve();

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# PostgreSQL's archive_command: archive-wal.sh %p %f
+# Uploads one WAL file to s3://$WAL_BUCKET/$WAL_PREFIX/<name>.gz, gzip-compressed, server-side
+# encrypted, with the sha256 of the uncompressed file as object metadata (restore-wal.sh checks it).
+# Exit 0 only when the archive holds exactly this file: uploaded now, or already there with the
+# same sha256 (PostgreSQL retries a file whose earlier success it never saw). A different object
+# under the name is never overwritten: that is a failure, and PostgreSQL keeps the WAL and retries
+# (an operator must look: two servers archiving into one prefix, or tampering). Any error is
+# non-zero, so PostgreSQL keeps the file in pg_wal until it is archived.
+set -Eeuo pipefail
+# shellcheck source=wal-lib.sh
+. "$(dirname "$0")/wal-lib.sh"
+
+(($# == 2)) || die 2 "usage: archive-wal.sh <path %p> <file name %f>"
+SRC=$1
+NAME=$2
+require_env WAL_BUCKET WAL_PREFIX
+sse_args
+[[ "$NAME" =~ $WAL_NAME_RE ]] || die 2 "not a WAL file name: '$NAME'"
+[[ -f "$SRC" ]] || die 1 "$SRC does not exist"
+KEY=$(wal_key "$NAME")
+T0=$(now_us)
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/archive-wal.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+SUM=$(sha256sum <"$SRC") && SUM=${SUM%% *}
+
+# Is something there already? HEAD needs s3:GetObject; a missing key reads as 404 (not 403)
+# because the role may list the bucket.
+if aws_ s3api head-object --bucket "$WAL_BUCKET" --key "$KEY" --query 'Metadata.sha256' --output text \
+     >"$WORK/head" 2>"$WORK/err"; then
+  THERE=$(<"$WORK/head")
+  if [[ "$THERE" == "$SUM" ]]; then
+    log "$NAME already archived with the same sha256 ($SUM): ok"
+    exit 0
+  fi
+  die 1 "s3://$WAL_BUCKET/$KEY exists with different content (sha256 ${THERE:-none}, ours $SUM): refusing to overwrite it"
+fi
+grep -qE '\(404\)|Not Found|NoSuchKey' "$WORK/err" \
+  || die 1 "cannot check s3://$WAL_BUCKET/$KEY: $(tr '\n' ' ' <"$WORK/err")"
+
+gzip -1 -c "$SRC" >"$WORK/wal.gz"
+SIZE=$(stat -c %s "$WORK/wal.gz")
+aws_ s3api put-object --bucket "$WAL_BUCKET" --key "$KEY" --body "$WORK/wal.gz" \
+    --content-type application/gzip --metadata "sha256=$SUM" "${SSE[@]}" \
+    --checksum-algorithm SHA256 >/dev/null 2>"$WORK/err" \
+  || die 1 "upload of $NAME to s3://$WAL_BUCKET/$KEY failed: $(tr '\n' ' ' <"$WORK/err")"
+log "archived $NAME bytes=$SIZE seconds=$(since "$T0")"
