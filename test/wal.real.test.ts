@@ -19,14 +19,16 @@ describe("archive-wal.sh (real PostgreSQL 15 + moto S3)", { concurrency: true },
     let scratch: string;
     const clusters: Cluster[] = [];
 
-    const walEnv = (endpoint: string, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv => ({
+    // One prefix per cluster: fresh clusters all start at segment ...01, and the archive (rightly)
+    // refuses a second, different segment under a name. In the platform one server owns the prefix.
+    const walEnv = (endpoint: string, prefix: string): NodeJS.ProcessEnv => ({
         ...process.env, ...awsEnvFor(endpoint),
-        WAL_BUCKET: BUCKET, WAL_PREFIX, WAL_SSE: "AES256", HOME: scratch, ...extra,
+        WAL_BUCKET: BUCKET, WAL_PREFIX: prefix, WAL_SSE: "AES256", HOME: scratch,
     });
     const archiveScript = path.join(WAL_SCRIPTS, "archive-wal.sh");
     const settings = (): Record<string, string> => Object.fromEntries(walArchiveSettings(WAL_SCRIPTS, ARCHIVE_TIMEOUT));
     const walName = (c: Cluster) => c.psql("SELECT pg_walfile_name(pg_current_wal_lsn())");
-    const archived = async (name: string) => (await s3.list(BUCKET, `${WAL_PREFIX}/${name}`)).includes(`${WAL_PREFIX}/${name}.gz`);
+    const archived = async (prefix: string, name: string) => (await s3.list(BUCKET, `${prefix}/${name}`)).includes(`${prefix}/${name}.gz`);
     const archiver = (c: Cluster) => {
         const [archivedCount, failedCount, lastFailed] = c.psql("SELECT archived_count, failed_count, coalesce(last_failed_wal, '') FROM pg_stat_archiver").split("|");
         return { archived: Number(archivedCount), failed: Number(failedCount), lastFailed };
@@ -54,7 +56,7 @@ describe("archive-wal.sh (real PostgreSQL 15 + moto S3)", { concurrency: true },
     });
 
     test("idle server: no switch, by design; a commit is in S3 within archive_timeout + upload (RPO measured)", async () => {
-        const c = await initCluster("walrpo", settings(), walEnv(s3.endpoint));
+        const c = await initCluster("walrpo", settings(), walEnv(s3.endpoint, `${WAL_PREFIX}-rpo`));
         clusters.push(c);
         await c.start();
         const arm = await startArm(c);
@@ -70,7 +72,7 @@ describe("archive-wal.sh (real PostgreSQL 15 + moto S3)", { concurrency: true },
         c.psql("INSERT INTO experiments VALUES (1, 'committed')");
         const committedAt = Date.now();
         const segment = walName(c);
-        await waitFor(`${segment} in S3`, (ARCHIVE_TIMEOUT + 20) * 1000, async () => ((await archived(segment)) ? true : undefined), 100)
+        await waitFor(`${segment} in S3`, (ARCHIVE_TIMEOUT + 20) * 1000, async () => ((await archived(`${WAL_PREFIX}-rpo`, segment)) ? true : undefined), 100)
             .catch((e: Error) => { throw new Error(`${e.message}\n${c.log()}`); });
         const rpoSeconds = (Date.now() - committedAt) / 1000;
         console.log(`# WAL archive RPO: commit -> segment ${segment} in S3 after ${rpoSeconds.toFixed(2)} s (archive_timeout=${ARCHIVE_TIMEOUT}s, upload included)`);
@@ -81,18 +83,19 @@ describe("archive-wal.sh (real PostgreSQL 15 + moto S3)", { concurrency: true },
         await arm.stop();
 
         // What is in S3 is the segment, compressed, encrypted, with its sha256.
-        const key = `${WAL_PREFIX}/${segment}.gz`;
+        const key = `${WAL_PREFIX}-rpo/${segment}.gz`;
         const head = await s3.head(BUCKET, key);
         assert.equal(head.get("x-amz-server-side-encryption"), "AES256");
         const body = gunzipSync(await s3.get(BUCKET, key));
         assert.equal(body.length, 16 * 1024 * 1024);
         assert.equal(head.get("x-amz-meta-sha256"), createHash("sha256").update(body).digest("hex"));
         assert.ok(Number(head.get("content-length")) < body.length / 4, "segment not compressed");
-        assert.match(c.log(), new RegExp(`archive-wal: archived ${segment} bytes=\\d+ seconds=`));
+        // The script logs after the upload returned: a moment after the object is visible.
+        await waitFor("the archive log line", 10_000, () => (new RegExp(`archive-wal: archived ${segment} bytes=\\d+ seconds=`).test(c.log()) ? true : undefined));
     });
 
     test("after a start, archive_timeout is ignored until the checkpointer is woken (PostgreSQL 15+); the sidecar wakes it", async () => {
-        const c = await initCluster("walstart", settings(), walEnv(s3.endpoint));
+        const c = await initCluster("walstart", settings(), walEnv(s3.endpoint, `${WAL_PREFIX}-start`));
         clusters.push(c);
         await c.start();
         c.psql("CREATE TABLE t (id int); INSERT INTO t VALUES (1)");
@@ -101,10 +104,10 @@ describe("archive-wal.sh (real PostgreSQL 15 + moto S3)", { concurrency: true },
         // committed segment waits up to checkpoint_timeout (5 min). Three timeouts show it.
         await sleep(3 * ARCHIVE_TIMEOUT * 1000 + 500);
         assert.equal(walName(c), segment, "the segment was switched without the sidecar: PostgreSQL changed, revisit arm-archive-timeout.sh");
-        assert.equal(await archived(segment), false);
+        assert.equal(await archived(`${WAL_PREFIX}-start`, segment), false);
         const armedAt = Date.now();
         const arm = await startArm(c);
-        await waitFor(`${segment} in S3 once armed`, (ARCHIVE_TIMEOUT + 20) * 1000, async () => ((await archived(segment)) ? true : undefined), 100);
+        await waitFor(`${segment} in S3 once armed`, (ARCHIVE_TIMEOUT + 20) * 1000, async () => ((await archived(`${WAL_PREFIX}-start`, segment)) ? true : undefined), 100);
         console.log(`# archive_timeout after start: unarmed ${3 * ARCHIVE_TIMEOUT + 0.5} s without archiving; armed -> archived in ${((Date.now() - armedAt) / 1000).toFixed(2)} s`);
         assert.match(arm.log(), /arm-archive-timeout: server started at .*: checkpointer woken, archive_timeout=2s in force/);
         await arm.stop();
@@ -116,7 +119,7 @@ describe("archive-wal.sh (real PostgreSQL 15 + moto S3)", { concurrency: true },
         const file = path.join(dir, name);
         fs.writeFileSync(file, Buffer.alloc(64 * 1024, 7));
         fs.chmodSync(dir, 0o777);
-        const env = walEnv(s3.endpoint);
+        const env = walEnv(s3.endpoint, WAL_PREFIX);
         const key = `${WAL_PREFIX}/${name}.gz`;
 
         const first = await runAsPg(archiveScript, [file, name], env);
@@ -144,7 +147,7 @@ describe("archive-wal.sh (real PostgreSQL 15 + moto S3)", { concurrency: true },
 
     test("S3 down: archiving fails and WAL is kept; when S3 is back it catches up with no gap; a foreign object blocks its name", async () => {
         // 1 MB segments so several fill quickly; the scripts compute nothing from the size.
-        const c = await initCluster("waldown", settings(), walEnv(relay.endpoint), undefined, 1);
+        const c = await initCluster("waldown", settings(), walEnv(relay.endpoint, `${WAL_PREFIX}-down`), undefined, 1);
         clusters.push(c);
         await c.start();
         const arm = await startArm(c);
@@ -160,10 +163,11 @@ describe("archive-wal.sh (real PostgreSQL 15 + moto S3)", { concurrency: true },
         // Failed segments stay in pg_wal, marked ready.
         const ready = fs.readdirSync(path.join(c.data, "pg_wal", "archive_status")).filter((f) => f.endsWith(".ready"));
         assert.ok(ready.length >= 3, `expected WAL kept for archiving, got ${ready.join(",")}`);
-        assert.match(c.log(), /archive-wal: FAILED: cannot check s3:\/\/pg-wal-archive\/wal\//);
+        assert.match(c.log(), /archive-wal: FAILED: cannot check s3:\/\/pg-wal-archive\/wal-down\//);
 
         // Someone else's object already sits at the name of the last segment.
-        await s3.put(BUCKET, `${WAL_PREFIX}/${lastSegment}.gz`, Buffer.from("not ours"));
+        const prefix = `${WAL_PREFIX}-down`;
+        await s3.put(BUCKET, `${prefix}/${lastSegment}.gz`, Buffer.from("not ours"));
         await relay.up();
         const start = Date.now();
         // The archiver backs off for a minute after three failures; WAL written meanwhile (a live
@@ -173,13 +177,13 @@ describe("archive-wal.sh (real PostgreSQL 15 + moto S3)", { concurrency: true },
         // and keeps retrying (PostgreSQL archives strictly in order), never replacing the object.
         const names = segmentRange(firstSegment, lastSegment);
         await waitFor("catch-up", 40_000, async () => {
-            const keys = new Set(await s3.list(BUCKET, `${WAL_PREFIX}/`));
-            return names.slice(0, -1).every((n) => keys.has(`${WAL_PREFIX}/${n}.gz`)) ? true : undefined;
+            const keys = new Set(await s3.list(BUCKET, `${prefix}/`));
+            return names.slice(0, -1).every((n) => keys.has(`${prefix}/${n}.gz`)) ? true : undefined;
         }, 200);
         console.log(`# WAL catch-up after S3 outage: ${names.length - 1} segments archived in ${((Date.now() - start) / 1000).toFixed(1)} s`);
         await waitFor("refusal of the foreign object", 20_000, () => (archiver(c).lastFailed === lastSegment ? true : undefined));
         assert.match(c.log(), new RegExp(`exists with different content .*refusing to overwrite`));
-        assert.deepEqual(await s3.get(BUCKET, `${WAL_PREFIX}/${lastSegment}.gz`), Buffer.from("not ours"));
+        assert.deepEqual(await s3.get(BUCKET, `${prefix}/${lastSegment}.gz`), Buffer.from("not ours"));
         assert.ok(fs.existsSync(path.join(c.data, "pg_wal", "archive_status", `${lastSegment}.ready`)), "the refused segment must stay in pg_wal");
         await arm.stop();
     });
