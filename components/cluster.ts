@@ -97,6 +97,7 @@ export class Cluster extends pulumi.ComponentResource {
     public readonly oidcIssuer: pulumi.Output<string>;
     public readonly vpcId: pulumi.Output<string>;
     public readonly publicSubnetIds: pulumi.Output<string[]>;
+    public readonly publicSubnetCidrs: pulumi.Output<string[]>;
     public readonly privateSubnetIds: pulumi.Output<string[]>;
     /** The only way Kubernetes resources in this program reach the cluster. */
     public readonly provider: k8s.Provider;
@@ -260,6 +261,7 @@ export class Cluster extends pulumi.ComponentResource {
         this.oidcIssuer = cluster.oidcIssuer;
         this.vpcId = network.vpcId;
         this.publicSubnetIds = pulumi.all(network.publicSubnetIds);
+        this.publicSubnetCidrs = pulumi.all(network.publicSubnetCidrs);
         this.privateSubnetIds = pulumi.all(network.privateSubnetIds);
         this.provider = new k8s.Provider(`${name}-k8s`, {
             kubeconfig: this.kubeconfig,

@@ -39,6 +39,8 @@ export function cidrSubnet(cidr: string, newBits: number, index: number): string
 export class Network extends pulumi.ComponentResource {
     public readonly vpcId: pulumi.Output<string>;
     public readonly publicSubnetIds: pulumi.Output<string>[];
+    /** Where internet-facing load balancers put their nodes (no pod or node lives there). */
+    public readonly publicSubnetCidrs: pulumi.Output<string>[];
     public readonly privateSubnetIds: pulumi.Output<string>[];
     /** The zone of each private subnet, by index. */
     public readonly availabilityZones: pulumi.Output<string>[];
@@ -118,6 +120,7 @@ export class Network extends pulumi.ComponentResource {
 
         this.vpcId = vpc.id;
         this.publicSubnetIds = publicSubnets.map((s) => s.id);
+        this.publicSubnetCidrs = publicSubnets.map((s) => s.cidrBlock);
         this.privateSubnetIds = privateSubnets.map((s) => s.id);
         this.availabilityZones = subnetZones;
         this.registerOutputs({ vpcId: this.vpcId, publicSubnetIds: this.publicSubnetIds, privateSubnetIds: this.privateSubnetIds });
