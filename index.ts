@@ -73,6 +73,9 @@ const backup = new Backup("backup", {
 
 const mlflow = new Mlflow("mlflow", {
     ...config.mlflow,
+    // Who may call the tracking server: the configured namespaces, plus Prometheus when it scrapes.
+    clientNamespaces: [...config.mlflow.clientNamespaces, ...(watched ? [config.monitoring.namespace] : [])],
+    publicSubnetCidrs: cluster.publicSubnetCidrs,
     databaseHost: postgres.primaryHost,
     databasePort: postgres.port,
     databaseName: postgres.databaseName,
@@ -138,6 +141,7 @@ export const backupCronJob = backup.backupCronJobName;
 export const restoreCronJob = backup.restoreCronJobName;
 export const restoreVerifyCronJob = backup.verifyCronJobName;
 export const mlflowUrl = mlflow.inClusterUrl;
+export const mlflowPublicUrl = mlflow.publicUrl;
 export const mlflowPortForward = mlflow.portForwardCommand;
 export const mlflowArtifactBucket = mlflow.artifactBucketName;
 export const mlflowAdminSecret = mlflow.adminSecretName;

@@ -3,6 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { ResourceSpec } from "../config";
 import { IrsaRole } from "./irsaRole";
+import { exposureValues, ExposureValues, schedulingValues, servicePort, trackingPortRules } from "./mlflowExposure";
 import { SecureBucket } from "./secureBucket";
 
 export const MLFLOW_CHART = {
@@ -24,7 +25,6 @@ export const MLFLOW_SERVICE_ACCOUNT = "mlflow";
 /** The chart's selector labels (release name "mlflow" = chart name, so fullname is "mlflow"). */
 export const MLFLOW_POD_LABELS = { "app.kubernetes.io/name": "mlflow", "app.kubernetes.io/instance": MLFLOW_RELEASE_NAME };
 const ARTIFACT_PREFIX = "artifacts";
-const SERVICE_PORT = 80;
 
 /**
  * The subset of the chart's values (values.schema.json of chart 1.11.5) this program sets. The
@@ -37,7 +37,7 @@ export interface MlflowChartValues {
     initImages: { mlflowDbMigration: { repository: string; tag: string } };
     podSecurityContext: { seccompProfile: { type: string } };
     serviceAccount: { create: boolean; name: string; annotations: Record<string, string> };
-    service: { type: "ClusterIP" | "LoadBalancer"; annotations: Record<string, string> };
+    service: ExposureValues["service"];
     backendStore: {
         databaseMigration: boolean;
         databaseConnectionCheck: boolean;
@@ -61,12 +61,11 @@ export interface MlflowChartValues {
     extraEnvVars: Record<string, string>;
     extraSecretNamesForEnvFrom: string[];
     serverAllowedHosts: string[];
+    corsAllowedOrigins: string[];
     resources: { requests: Record<string, string>; limits: Record<string, string> };
-    ingress: {
-        enabled: boolean;
-        className?: string;
-        hosts?: { host: string; paths: { path: string; pathType: string }[] }[];
-    };
+    ingress: ExposureValues["ingress"];
+    affinity?: object;
+    strategy?: object;
     telemetry: { enabled: boolean };
     /** The chart's ServiceMonitor; enabling it also starts the server with --expose-prometheus=/mlflow/metrics. */
     serviceMonitor?: {
@@ -93,11 +92,25 @@ export interface MlflowArgs {
     /** Namespace created for MLflow; part of its DNS name, so fixed. */
     namespace: string;
     replicas: number;
+    /** Worker processes per replica; each opens its own database pools. */
+    workers: number;
+    /** SQLAlchemy pool size and overflow per engine (config checks the sum against max_connections). */
+    databasePoolSize: number;
+    databaseMaxOverflow: number;
     resources: ResourceSpec;
+    /** Basic-auth login, users in authDatabaseName, admin from a generated Secret. */
+    auth: boolean;
+    /** Namespaces whose pods may reach the tracking port; index.ts adds e.g. the Prometheus's. */
+    clientNamespaces: string[];
     exposure: "none" | "loadBalancer" | "ingress";
+    /** Public DNS name when exposed. */
+    host?: string;
     ingressClassName?: string;
-    ingressHost?: string;
+    ingressTlsSecretName?: string;
+    tlsCertificateArn?: string;
     loadBalancerSourceRanges: string[];
+    /** The VPC's public subnets, where load balancers live: admitted to the tracking port when exposed. */
+    publicSubnetCidrs: pulumi.Input<string[]>;
     /** The PostgreSQL component's outputs, wired through, never retyped. */
     databaseHost: pulumi.Input<string>;
     databasePort: pulumi.Input<number>;
@@ -154,6 +167,8 @@ export class Mlflow extends pulumi.ComponentResource {
     public readonly namespace: pulumi.Output<string>;
     public readonly inClusterUrl: pulumi.Output<string>;
     public readonly portForwardCommand: pulumi.Output<string>;
+    /** https://<host> when exposed. */
+    public readonly publicUrl?: pulumi.Output<string>;
     public readonly artifactBucketName: pulumi.Output<string>;
     public readonly artifactRoleArn: pulumi.Output<string>;
     /** Secret with the admin login when authentication is on. */
@@ -204,7 +219,7 @@ export class Mlflow extends pulumi.ComponentResource {
             stringData: { MLFLOW_FLASK_SERVER_SECRET_KEY: flaskKey.result },
         }, { parent: this });
 
-        const authEnabled = args.exposure !== "none";
+        const authEnabled = args.auth;
         let adminSecret: k8s.core.v1.Secret | undefined;
         if (authEnabled) {
             const adminPassword = new random.RandomPassword(`${name}-admin-password`, { length: 32, special: false }, { parent: this });
@@ -216,17 +231,10 @@ export class Mlflow extends pulumi.ComponentResource {
         }
 
         const serviceHost = `${MLFLOW_RELEASE_NAME}.${args.namespace}.svc.cluster.local`;
-        // MLflow 3 rejects Host headers it does not know (DNS-rebinding protection). Setting the list
-        // replaces its defaults, so localhost (kubectl port-forward) and pod IPs (probes) stay listed.
-        const allowedHosts = [
-            "localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*",
-            "10.*", "172.*", "192.168.*",
-            MLFLOW_RELEASE_NAME, `${MLFLOW_RELEASE_NAME}.${args.namespace}`, `${MLFLOW_RELEASE_NAME}.${args.namespace}.svc`,
-            serviceHost, `${serviceHost}:*`,
-            ...(args.exposure === "ingress" && args.ingressHost ? [args.ingressHost] : []),
-            ...(args.exposure === "loadBalancer" ? ["*.elb.amazonaws.com", `*.elb.${args.region}.amazonaws.com`] : []),
-        ];
+        const exposure = exposureValues({ ...args, releaseName: MLFLOW_RELEASE_NAME });
+        const port = servicePort(args);
 
+        const metrics = args.metrics ? metricsValues(args.namespace, args.metrics.labels, authEnabled) : {};
         const strings = pulumi.all({
             host: args.databaseHost, database: args.databaseName, authDatabase: args.authDatabaseName,
             dbSecretName: dbSecret.metadata.name, flaskSecretName: flaskSecret.metadata.name,
@@ -239,16 +247,7 @@ export class Mlflow extends pulumi.ComponentResource {
             initImages: { mlflowDbMigration: { ...MLFLOW_IMAGE } },
             podSecurityContext: { seccompProfile: { type: "RuntimeDefault" } },
             serviceAccount: { create: true, name: MLFLOW_SERVICE_ACCOUNT, annotations: { "eks.amazonaws.com/role-arn": roleArn } },
-            service: {
-                type: args.exposure === "loadBalancer" ? "LoadBalancer" : "ClusterIP",
-                annotations: args.exposure === "loadBalancer"
-                    ? {
-                        "service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
-                        "service.beta.kubernetes.io/aws-load-balancer-scheme": "internet-facing",
-                        "service.beta.kubernetes.io/load-balancer-source-ranges": args.loadBalancerSourceRanges.join(","),
-                    }
-                    : {},
-            },
+            service: exposure.service,
             backendStore: {
                 databaseMigration: true,
                 databaseConnectionCheck: true,
@@ -272,23 +271,41 @@ export class Mlflow extends pulumi.ComponentResource {
                     },
                 }
                 : { enabled: false },
-            extraEnvVars: { AWS_DEFAULT_REGION: args.region },
+            extraEnvVars: {
+                AWS_DEFAULT_REGION: args.region,
+                // Per engine and worker process: config.ts holds the product under max_connections.
+                MLFLOW_SQLALCHEMYSTORE_POOL_SIZE: String(args.databasePoolSize),
+                MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW: String(args.databaseMaxOverflow),
+            },
             extraSecretNamesForEnvFrom: [flaskSecretName],
-            serverAllowedHosts: allowedHosts,
+            serverAllowedHosts: exposure.serverAllowedHosts,
+            corsAllowedOrigins: exposure.corsAllowedOrigins,
             resources: {
                 requests: { cpu: args.resources.cpuRequest, memory: args.resources.memoryRequest },
                 limits: { memory: args.resources.memoryLimit, ...(args.resources.cpuLimit ? { cpu: args.resources.cpuLimit } : {}) },
             },
-            ingress: args.exposure === "ingress" && args.ingressHost
-                ? {
-                    enabled: true,
-                    className: args.ingressClassName,
-                    hosts: [{ host: args.ingressHost, paths: [{ path: "/", pathType: "Prefix" }] }],
-                }
-                : { enabled: false },
+            ingress: exposure.ingress,
             telemetry: { enabled: false },
-            ...(args.metrics ? metricsValues(args.namespace, args.metrics.labels, authEnabled) : {}),
+            ...metrics,
+            // Explicit, not MLflow's default: the connection budget in config.ts counts workers.
+            extraArgs: { workers: String(args.workers), ...metrics.extraArgs },
+            ...schedulingValues(args.replicas, MLFLOW_POD_LABELS),
         }));
+
+        // Only listed namespaces (and, when exposed, the load balancer path) reach the tracking
+        // port; the chart creates no NetworkPolicy of its own.
+        const exposed = args.exposure !== "none";
+        new k8s.networking.v1.NetworkPolicy(`${name}-ingress`, {
+            metadata: { namespace },
+            spec: {
+                podSelector: { matchLabels: MLFLOW_POD_LABELS },
+                policyTypes: ["Ingress"],
+                ingress: pulumi.output(args.publicSubnetCidrs).apply((publicCidrs) => trackingPortRules({
+                    clientNamespaces: args.clientNamespaces,
+                    loadBalancerCidrs: exposed ? [...publicCidrs, ...args.loadBalancerSourceRanges] : [],
+                })),
+            },
+        }, { parent: this });
 
         const release = new k8s.helm.v3.Release(`${name}-release`, {
             name: MLFLOW_RELEASE_NAME,
@@ -337,14 +354,17 @@ export class Mlflow extends pulumi.ComponentResource {
         }
 
         this.namespace = namespace;
-        this.inClusterUrl = pulumi.output(`http://${serviceHost}`);
-        this.portForwardCommand = pulumi.interpolate`kubectl -n ${namespace} port-forward svc/${MLFLOW_RELEASE_NAME} 5000:${SERVICE_PORT}`;
+        // Plain http inside the cluster, on the Service's port (443 when an NLB terminates TLS in front).
+        this.inClusterUrl = pulumi.output(port === 80 ? `http://${serviceHost}` : `http://${serviceHost}:${port}`);
+        this.publicUrl = exposed ? pulumi.output(`https://${args.host}`) : undefined;
+        this.portForwardCommand = pulumi.interpolate`kubectl -n ${namespace} port-forward svc/${MLFLOW_RELEASE_NAME} 5000:${port}`;
         this.artifactBucketName = bucket.bucketName;
         this.artifactRoleArn = role.roleArn;
         this.adminSecretName = adminSecret?.metadata.name;
         this.registerOutputs({
             namespace: this.namespace,
             inClusterUrl: this.inClusterUrl,
+            publicUrl: this.publicUrl,
             portForwardCommand: this.portForwardCommand,
             artifactBucketName: this.artifactBucketName,
             artifactRoleArn: this.artifactRoleArn,

@@ -87,11 +87,11 @@ describe("config: each rule accepts a good value and names the key of a bad one"
         { key: "backup.awsCliImageTag", good: { backup: { awsCliImageTag: "2.27.26" } }, bad: { backup: { awsCliImageTag: "latest" } }, shown: '"latest"' },
         { key: "backup.lockTimeout", good: { backup: { lockTimeout: "30s" } }, bad: { backup: { lockTimeout: "30 seconds" } }, shown: '"30 seconds"', allowed: /PostgreSQL duration/ },
         { key: "backup.statementTimeout", good: { backup: { statementTimeout: "0" } }, bad: { backup: { statementTimeout: "2hours" } }, shown: '"2hours"', allowed: /PostgreSQL duration/ },
-        { key: "mlflow.replicas", good: { mlflow: { replicas: 3 } }, bad: { mlflow: { replicas: 0 } }, shown: "0" },
+        { key: "mlflow.replicas", good: { mlflow: { replicas: 2 } }, bad: { mlflow: { replicas: 0 } }, shown: "0" },
         { key: "mlflow.namespace", good: { mlflow: { namespace: "tracking" } }, bad: { mlflow: { namespace: "data" } }, shown: '"data"', allowed: /postgres\.namespace/ },
-        { key: "mlflow.exposure", good: { mlflow: { exposure: "ingress", ingressHost: "mlflow.example.com", ingressClassName: "alb" } }, bad: { mlflow: { exposure: "ingress" } }, shown: '"ingress"', allowed: /ingressHost/ },
-        { key: "mlflow.loadBalancerSourceRanges", good: { mlflow: { exposure: "loadBalancer", loadBalancerSourceRanges: ["203.0.113.0/24"] } }, bad: { mlflow: { exposure: "loadBalancer" } }, shown: "[]" },
-        { key: "mlflow.ingressHost", good: {}, bad: { mlflow: { ingressHost: "https://mlflow" } }, shown: '"https://mlflow"' },
+        { key: "mlflow.exposure", good: { mlflow: { exposure: "ingress", host: "mlflow.example.com", ingressClassName: "alb", ingressTlsSecretName: "mlflow-tls" } }, bad: { mlflow: { exposure: "ingress", host: "mlflow.example.com", ingressClassName: "alb" } }, shown: '"ingress"', allowed: /needs exactly one TLS setting/ },
+        { key: "mlflow.loadBalancerSourceRanges", good: { mlflow: { exposure: "loadBalancer", host: "mlflow.example.com", tlsCertificateArn: "arn:aws:acm:us-east-1:123456789012:certificate/0e4c6a1b-1f2e-4c3d-9a8b-7c6d5e4f3a2b", loadBalancerSourceRanges: ["203.0.113.0/24"] } }, bad: { mlflow: { exposure: "loadBalancer", host: "mlflow.example.com", tlsCertificateArn: "arn:aws:acm:us-east-1:123456789012:certificate/0e4c6a1b-1f2e-4c3d-9a8b-7c6d5e4f3a2b" } }, shown: "[]" },
+        { key: "mlflow.host", good: {}, bad: { mlflow: { host: "https://mlflow" } }, shown: '"https://mlflow"' },
         { key: "protectData", good: { protectData: true }, bad: { protectData: "yes" }, shown: '"yes"' },
     ];
     for (const c of cases) {

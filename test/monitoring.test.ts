@@ -18,7 +18,7 @@ const SLACK_URL = "https://hooks.slack.com/services/T0PLATFORM/B0ALERTS/s3cr3tW3
 const RECEIVER = { "mlflow-platform:alertReceiver": { $secret: { type: "slack", url: SLACK_URL, channel: "#platform-alerts" } } };
 const EXISTING = { "mlflow-platform:monitoring": { mode: "existing", namespace: "observability", selectorLabels: { "prometheus.example.com/scrape": "platform" } } };
 const NONE = { "mlflow-platform:monitoring": { mode: "none" } };
-const AUTH = { "mlflow-platform:mlflow.exposure": "ingress", "mlflow-platform:mlflow.ingressHost": "mlflow.example.com", "mlflow-platform:mlflow.ingressClassName": "alb" };
+const AUTH = { "mlflow-platform:mlflow.auth": true };
 
 const kps = (ev: Evaluation) => one(ev, KPS, "monitoring-release");
 const kpsValues = (ev: Evaluation) => kps(ev).inputs.values as KpsValues;
@@ -118,7 +118,7 @@ for (const name of STACKS) {
             assert.match(sql, /NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS/);
         });
 
-        it("scrapes the database pod through a PodMonitor and MLflow through the chart's ServiceMonitor, all selected by the release label", async () => {
+        it("scrapes the database pod through a PodMonitor and MLflow through a ServiceMonitor (the chart's, or with prod's login ours), all selected by the release label", async () => {
             const ev = await stack(name);
             const pm = one(ev, "kubernetes:monitoring.coreos.com/v1:PodMonitor", "postgres-metrics-podmonitor");
             assert.deepEqual(pm.inputs.metadata, { name: "postgres", namespace: "data", labels: { release: "kube-prometheus-stack" } });
@@ -126,7 +126,10 @@ for (const name of STACKS) {
             assert.equal(pm.inputs.spec.podMetricsEndpoints[0].port, "metrics");
             assert.ok(pm.dependsOn.includes(`${KPS}::monitoring-release`), "waits for the CRDs");
             const sm = mlflowValues(ev).serviceMonitor!;
-            assert.deepEqual({ enabled: sm.enabled, useServicePort: sm.useServicePort, namespace: sm.namespace, labels: sm.labels }, { enabled: true, useServicePort: true, namespace: "mlflow", labels: { release: "kube-prometheus-stack" } });
+            // prod has MLflow's login on: the chart's ServiceMonitor has no credentials, ours logs in.
+            const authOn = name === "prod";
+            assert.deepEqual({ enabled: sm.enabled, useServicePort: sm.useServicePort, namespace: sm.namespace, labels: sm.labels }, { enabled: !authOn, useServicePort: true, namespace: "mlflow", labels: { release: "kube-prometheus-stack" } });
+            assert.equal(all(ev, "kubernetes:monitoring.coreos.com/v1:ServiceMonitor").filter((r) => r.name === "mlflow-servicemonitor").length, authOn ? 1 : 0);
             assert.deepEqual(mlflowValues(ev).extraVolumeMounts, [{ name: "prometheus-metrics", mountPath: "/mlflow/metrics" }]);
             assert.ok(one(ev, KPS, "mlflow-release").dependsOn.includes(`${KPS}::monitoring-release`), "the chart renders its ServiceMonitor only when the CRD exists");
         });
@@ -213,7 +216,7 @@ describe("MLflow metrics with authentication on", () => {
         const ev = await stack("dev", AUTH);
         const v = mlflowValues(ev);
         assert.equal(v.serviceMonitor!.enabled, false);
-        assert.deepEqual(v.extraArgs, { exposePrometheus: "/mlflow/metrics" });
+        assert.equal(v.extraArgs!.exposePrometheus, "/mlflow/metrics");
         const sm = one(ev, "kubernetes:monitoring.coreos.com/v1:ServiceMonitor", "mlflow-servicemonitor");
         const admin = ev.outputs.mlflowAdminSecret.value;
         assert.deepEqual(sm.inputs.spec.endpoints[0].basicAuth, { username: { name: admin, key: "username" }, password: { name: admin, key: "password" } });
