@@ -69,6 +69,10 @@ export interface KpsValues {
     };
     "kube-state-metrics": { resources: Resources };
     "prometheus-node-exporter": { resources: Resources };
+    kubeControllerManager: { enabled: boolean };
+    kubeScheduler: { enabled: boolean };
+    kubeEtcd: { enabled: boolean };
+    kubeProxy: { enabled: boolean };
 }
 
 export interface KpsValuesArgs {
@@ -125,13 +129,21 @@ export function kpsValues(a: KpsValuesArgs): KpsValues {
         },
         "kube-state-metrics": { resources: small("20m", "64Mi", "256Mi") },
         "prometheus-node-exporter": { resources: small("20m", "32Mi", "64Mi") },
+        // EKS runs the control plane out of reach: its controller manager, scheduler and etcd cannot
+        // be scraped, and the kube-proxy add-on serves metrics on 127.0.0.1 only. Left on, the
+        // chart's rules would report each of them down forever; off, their rules are not created.
+        kubeControllerManager: { enabled: false },
+        kubeScheduler: { enabled: false },
+        kubeEtcd: { enabled: false },
+        kubeProxy: { enabled: false },
     };
 }
 
 /**
  * Alertmanager's configuration: every alert to the configured receiver, grouped per alert and
- * namespace; the chart's always-firing Watchdog (a dead man's switch for an external checker) and
- * everything when no receiver is configured go to a receiver that sends nothing.
+ * namespace. A receiver that sends nothing gets everything when none is configured, and always
+ * the chart's always-firing Watchdog (a dead man's switch for an external checker), its
+ * InfoInhibitor and its info-severity alerts (context for dashboards, not notifications).
  */
 export function alertmanagerConfig(receiver?: AlertReceiver): string {
     const platform: Record<string, unknown> = { name: "platform" };
@@ -155,7 +167,11 @@ export function alertmanagerConfig(receiver?: AlertReceiver): string {
             group_wait: "30s",
             group_interval: "5m",
             repeat_interval: "4h",
-            routes: [{ receiver: "null", matchers: ['alertname = "Watchdog"'] }],
+            routes: [
+                { receiver: "null", matchers: ['alertname = "Watchdog"'] },
+                { receiver: "null", matchers: ['alertname = "InfoInhibitor"'] },
+                { receiver: "null", matchers: ['severity = "info"'] },
+            ],
         },
         receivers: [{ name: "null" }, ...(receiver ? [platform] : [])],
     };

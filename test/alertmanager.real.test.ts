@@ -1,6 +1,6 @@
 // The Alertmanager configuration the platform writes into its Secret, checked by Alertmanager's own
 // tool: amtool check-config accepts it for every receiver type, and amtool's route test sends the
-// platform's alerts to the receiver and the chart's Watchdog to nowhere.
+// platform's alerts to the receiver and the chart's Watchdog, InfoInhibitor and info alerts nowhere.
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -40,8 +40,12 @@ describe("alertmanager configuration under amtool", { skip: HAS_AMTOOL ? false :
             assert.match(check.out, /SUCCESS/);
             const route = await amtool(config, "config", "routes", "test", "--config.file=$FILE", "alertname=PostgresDown", "severity=critical", "namespace=data");
             assert.equal(route.out.split("\n")[0].trim(), receiver ? "platform" : "null", route.out);
-            const watchdog = await amtool(config, "config", "routes", "test", "--config.file=$FILE", "alertname=Watchdog", "severity=none");
-            assert.equal(watchdog.out.split("\n")[0].trim(), "null", watchdog.out);
+            for (const labels of [["alertname=Watchdog", "severity=none"], ["alertname=InfoInhibitor", "severity=none"], ["alertname=KubeQuotaAlmostFull", "severity=info"]]) {
+                const r = await amtool(config, "config", "routes", "test", "--config.file=$FILE", ...labels);
+                assert.equal(r.out.split("\n")[0].trim(), "null", `${labels.join(" ")}: ${r.out}`);
+            }
+            const warning = await amtool(config, "config", "routes", "test", "--config.file=$FILE", "alertname=PodCrashLooping", "severity=warning");
+            assert.equal(warning.out.split("\n")[0].trim(), receiver ? "platform" : "null", warning.out);
         });
     }
 

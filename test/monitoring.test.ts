@@ -57,6 +57,8 @@ for (const name of STACKS) {
                 assert.match(image.tag, /^v[0-9]+\.[0-9]+\.[0-9]+/, JSON.stringify(image));
             }
             assert.equal(spec.resources.requests.memory, name === "prod" ? "2Gi" : "1Gi", "sized small in dev");
+            // EKS's control plane and its kube-proxy metrics are out of reach: no scrape, no forever-firing rules.
+            for (const c of ["kubeControllerManager", "kubeScheduler", "kubeEtcd", "kubeProxy"] as const) assert.equal(v[c].enabled, false, c);
         });
 
         it("generates Grafana's admin password into a Secret the chart reads; no password in the values", async () => {
