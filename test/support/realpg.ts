@@ -317,5 +317,9 @@ export const INIT_DB = path.join(REPO, "components/postgres/scripts/init-db.sh")
 
 /** Source init-db.sh the way docker-entrypoint.sh does. */
 export function sourceInitDb(env: NodeJS.ProcessEnv, after = ""): Promise<RunResult> {
-  return run("bash", ["-c", `set -Eeo pipefail; . "$1"; ${after}`, "entrypoint", INIT_DB], { env });
+  // --norc: with its stdin a socket (node's pipes are socketpairs) bash can take itself for an
+  // rsh/ssh session and source ~/.bashrc (seen intermittently under a loaded full suite); this
+  // machine's ~/.bashrc defines pyenv's shell functions, which the test counts as leaked. The
+  // entrypoint's shell in the pod reads no rc file either.
+  return run("bash", ["--norc", "-c", `set -Eeo pipefail; . "$1"; ${after}`, "entrypoint", INIT_DB], { env });
 }
