@@ -146,7 +146,13 @@ claim
 # again), and the CLI's version for the manifest.
 read_latest &
 LATEST_READER=$!
-aws --version >"$WORK/aws-version" 2>&1 &
+# The v2 installer keeps each version in its own directory: no CLI start needed.
+aws_path=$(readlink -f "$(command -v aws)" 2>/dev/null || true)
+if [[ "$aws_path" =~ /v2/([0-9]+\.[0-9]+\.[0-9]+)/ ]]; then
+  echo "aws-cli/${BASH_REMATCH[1]}" >"$WORK/aws-version"
+else
+  aws --version >"$WORK/aws-version" 2>&1 &
+fi
 GLOBALS=$(printf '{"key": %s, "size_bytes": %s, "sha256": "%s"}' "$(json_str "$FINAL/globals.sql")" "$G_BYTES" "$G_SHA")
 log "step=globals bytes=$G_BYTES claimed=s3://$BACKUP_BUCKET/$FINAL/ seconds=$(since "$t")"
 STREAMED_JSON=("$(printf '{"k": %s, "n": %s}' "$(json_str "$FINAL/globals.sql")" "$G_BYTES")")

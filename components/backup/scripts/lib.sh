@@ -32,7 +32,7 @@ log() { printf '%s %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$SCRIPT_NAME" "$*
 # within TERM_GRACE_SECONDS, the group is killed. The supervisor prints the
 # status line once the worker is gone, so it is always the log's last line
 # (after any "Terminated" notice bash prints for a killed child).
-TERM_GRACE_SECONDS=${TERM_GRACE_SECONDS:-8}
+TERM_GRACE_SECONDS=${TERM_GRACE_SECONDS:-5}
 if [[ -z "${_BACKUP_WORKER:-}" ]]; then
   set +eE   # the caller's `set -e` would end the supervisor at the worker's first non-zero status
   _status=$(mktemp)
