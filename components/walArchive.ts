@@ -1,3 +1,5 @@
+import { DatabaseRole } from "./databaseRoles";
+
 /** Key prefixes of the point-in-time recovery data: WAL files and base backups, apart from the logical dumps. */
 export const WAL_PREFIX = "wal";
 export const BASE_BACKUP_PREFIX = "basebackups";
@@ -41,3 +43,6 @@ export function pgHbaConf(replicationRole: string = REPLICATION_ROLE): string {
         "",
     ].join("\n");
 }
+
+/** The base backup role: REPLICATION for pg_basebackup, CONNECT to the maintenance database for the verify's markers. */
+export const REPLICATION_DB_ROLE: DatabaseRole = { name: REPLICATION_ROLE, replication: true, connect: ["postgres"] };

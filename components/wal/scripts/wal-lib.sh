@@ -54,3 +54,23 @@ wal_file_name() {
   local segno=$(((hi * 0x100000000 + lo) / seg_size))
   printf '%08X%08X%08X' "$tli" $((segno / segs_per_id)) $((segno % segs_per_id))
 }
+
+# Arguments of `aws s3 cp` for the same encryption (its flags differ from s3api's).
+sse_cp_args() {
+  sse_args
+  case "$WAL_SSE" in
+    AES256) SSE_CP=(--sse AES256) ;;
+    aws:kms) SSE_CP=(--sse aws:kms); [[ -z "${WAL_KMS_KEY_ID:-}" ]] || SSE_CP+=(--sse-kms-key-id "$WAL_KMS_KEY_ID") ;;
+  esac
+}
+
+# Large streams: 64 MiB parts allow objects up to 640 GB without knowing the size in advance
+# (the CLI's 8 MiB default stops at 80 GB).
+big_upload_config() {
+  local dir=$1
+  printf '[default]\ns3 =\n  multipart_chunksize = 64MB\n  max_concurrent_requests = 4\n' >"$dir/aws-config"
+  export AWS_CONFIG_FILE="$dir/aws-config"
+}
+
+# json_field FILE NAME: a string or number field of a JSON file this tool set wrote (one key a line).
+json_field() { sed -n "s/^ *\"$2\": *\"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" "$1" | head -n 1; }
