@@ -7,9 +7,11 @@ import { Alerts } from "./components/alerts";
 import { Dashboards } from "./components/dashboards";
 import { Mlflow, MLFLOW_POD_LABELS, MLFLOW_RELEASE_NAME } from "./components/mlflow";
 import { Monitoring } from "./components/monitoring";
-import { Postgres } from "./components/postgres";
+import { PointInTimeRecovery, BASE_BACKUP_POD_LABELS, PITR_VERIFY_POD_LABELS } from "./components/pitr";
+import { Postgres, postgresImage } from "./components/postgres";
 import { METRICS_ROLE, PostgresMetrics, postgresExporterExtras } from "./components/postgresMetrics";
 import { StorageClass } from "./components/storageClass";
+import { pitrExpirations, REPLICATION_DB_ROLE, WalArchive } from "./components/walArchive";
 import { loadConfig } from "./config";
 
 const config = loadConfig();
@@ -23,11 +25,27 @@ const storage = new StorageClass("storage", config.storage, { ...k8sOpts, depend
 // Before the database: WAL archiving in the database pod writes here.
 const backupStore = new BackupStore("backup", {
     encryption: config.backup.encryption,
-    expirations: logicalBackupExpirations(config.backup.retentionDays),
+    expirations: [
+        ...logicalBackupExpirations(config.backup.retentionDays),
+        ...pitrExpirations(config.backup.recoveryWindowDays, config.backup.baseBackupSchedule),
+    ],
     noncurrentVersionDays: config.backup.retentionDays,
     objectLockDays: config.backup.objectLock ? config.backup.objectLockDays : undefined,
     protectData: config.protectData,
 });
+
+// Continuous WAL archiving runs in the database pod: its role, scripts and settings come first.
+const walArchive = new WalArchive("wal", {
+    bucket: backupStore,
+    namespace: config.postgres.namespace,
+    postgresImage: postgresImage(config.postgres.imageTag),
+    encryption: config.backup.encryption,
+    region: config.region,
+    archiveTimeoutSeconds: config.backup.archiveTimeoutSeconds,
+    awsCliImageTag: config.backup.awsCliImageTag,
+    oidcProviderArn: cluster.oidcProviderArn,
+    oidcIssuer: cluster.oidcIssuer,
+}, k8sOpts);
 
 // The monitoring stack first: the platform's monitors and rules are custom resources of its CRDs.
 const monitoring = config.monitoring.mode === "install"
@@ -49,10 +67,12 @@ const postgres = new Postgres("postgres", {
         { namespace: config.mlflow.namespace, podLabels: MLFLOW_POD_LABELS },
         { namespace: config.postgres.namespace, podLabels: BACKUP_POD_LABELS },
         { namespace: config.postgres.namespace, podLabels: RESTORE_POD_LABELS },
+        { namespace: config.postgres.namespace, podLabels: BASE_BACKUP_POD_LABELS },
+        { namespace: config.postgres.namespace, podLabels: PITR_VERIFY_POD_LABELS },
     ],
     protectData: config.protectData,
-    podExtras: watched ? [postgresExporterExtras({ monitoringNamespace: config.monitoring.namespace })] : [],
-    extraRoles: watched ? [METRICS_ROLE] : [],
+    podExtras: [walArchive.podExtras, ...(watched ? [postgresExporterExtras({ monitoringNamespace: config.monitoring.namespace })] : [])],
+    extraRoles: [REPLICATION_DB_ROLE, ...(watched ? [METRICS_ROLE] : [])],
 }, k8sOpts);
 
 const backup = new Backup("backup", {
@@ -70,6 +90,25 @@ const backup = new Backup("backup", {
     oidcIssuer: cluster.oidcIssuer,
     region: config.region,
 }, k8sOpts);
+
+const pitr = new PointInTimeRecovery("pitr", {
+    bucket: backupStore,
+    namespace: postgres.namespace,
+    postgresHost: postgres.primaryHost,
+    postgresPort: postgres.port,
+    postgresImage: postgres.image,
+    encryption: config.backup.encryption,
+    region: config.region,
+    awsCliImageTag: config.backup.awsCliImageTag,
+    oidcProviderArn: cluster.oidcProviderArn,
+    oidcIssuer: cluster.oidcIssuer,
+    baseBackupSchedule: config.backup.baseBackupSchedule,
+    verifySchedule: config.backup.verifySchedule,
+    verifySuspended: config.backup.verifySuspended,
+    timeZone: config.backup.timeZone,
+    scratchStorageClassName: storage.scratchClassName,
+    scratchSize: config.backup.scratchSize,
+}, { ...k8sOpts, dependsOn: [postgres.rolesReconciled] });
 
 const mlflow = new Mlflow("mlflow", {
     ...config.mlflow,
@@ -140,6 +179,10 @@ export const backupBucket = backupStore.bucketName;
 export const backupCronJob = backup.backupCronJobName;
 export const restoreCronJob = backup.restoreCronJobName;
 export const restoreVerifyCronJob = backup.verifyCronJobName;
+export const baseBackupCronJob = pitr.baseBackupCronJobName;
+export const pitrRestoreCronJob = pitr.restoreCronJobName;
+export const pitrRestoreInPlaceCronJob = pitr.restoreInPlaceCronJobName;
+export const pitrVerifyCronJob = pitr.verifyCronJobName;
 export const mlflowUrl = mlflow.inClusterUrl;
 export const mlflowPublicUrl = mlflow.publicUrl;
 export const mlflowPortForward = mlflow.portForwardCommand;

@@ -68,6 +68,17 @@ export interface PostgresPodExtras {
     settings?: [string, string][];
     /** NetworkPolicy ingress rules beside the database clients' rule (e.g. a metrics scrape). */
     ingress?: k8s.types.input.networking.v1.NetworkPolicyIngressRule[];
+    /**
+     * Objects in the database namespace the pod needs before it starts (its ServiceAccount, a
+     * ConfigMap it mounts): made by the extra's own component once the namespace exists; the
+     * StatefulSet waits for them.
+     */
+    namespaced?: (namespace: pulumi.Output<string>) => pulumi.Resource[];
+}
+
+/** The official postgres image at a MAJOR.MINOR tag: the server's image, and its jobs'. */
+export function postgresImage(imageTag: string): string {
+    return `public.ecr.aws/docker/library/postgres:${imageTag}`;
 }
 
 /** Merges the extras of several components; a setting or ServiceAccount given twice is a bug. */
@@ -87,6 +98,7 @@ export function mergePodExtras(extras: PostgresPodExtras[]): Required<Omit<Postg
         serviceAccountName: accounts[0],
         settings,
         ingress: extras.flatMap((e) => e.ingress ?? []),
+        namespaced: (namespace) => extras.flatMap((e) => e.namespaced?.(namespace) ?? []),
     };
 }
 
@@ -111,7 +123,7 @@ export const MLFLOW_DB_USER = "mlflow";
 /** MLflow's user store when authentication is on; owned by the mlflow role like its main database. */
 export const MLFLOW_AUTH_DATABASE = "mlflow_auth";
 export const BACKUP_DB_USER = "backup";
-const SUPERUSER = "postgres";
+export const SUPERUSER = "postgres";
 
 const MiB = 1024 * 1024;
 
@@ -244,7 +256,7 @@ export class Postgres extends pulumi.ComponentResource {
             stringData: { username: r.name, password: rolePasswords[i] },
         }, dataOpts));
 
-        this.image = `public.ecr.aws/docker/library/postgres:${args.imageTag}`;
+        this.image = postgresImage(args.imageTag);
         this.podLabels = {
             "app.kubernetes.io/name": "postgres",
             "app.kubernetes.io/instance": name,
@@ -252,6 +264,7 @@ export class Postgres extends pulumi.ComponentResource {
         };
 
         const extras = mergePodExtras(args.podExtras ?? []);
+        const prerequisites = extras.namespaced(namespace);
         const conf = postgresConf(args.resources.memoryLimit, args.maxConnections, extras.settings);
         const initScript = asset("postgres", "scripts", "init-db.sh");
         const config = new k8s.core.v1.ConfigMap(`${name}-config`, {
@@ -406,7 +419,7 @@ export class Postgres extends pulumi.ComponentResource {
             ...dataOpts,
             // Pod extras refer to the extra roles' Secrets by their fixed names (the metrics sidecar's
             // env): they must exist before the pod, or its containers fail to start.
-            dependsOn: roleSecrets,
+            dependsOn: [...roleSecrets, ...prerequisites],
             // A safety net for a resize that does not record the old size in previousStorageSizes:
             // the template in state keeps its first size instead of forcing a replacement.
             ignoreChanges: [TEMPLATE_SIZE_PATH],

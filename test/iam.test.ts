@@ -37,7 +37,7 @@ for (const name of STACKS) {
     describe(`IAM and bucket policies (${name})`, () => {
         it("parse, and no Allow statement has a wildcard action", async () => {
             const docs = documents(await stack(name));
-            assert.equal(docs.length, 10, "5 trust policies, 3 role policies, 2 bucket policies");
+            assert.equal(docs.length, 16, "8 trust policies, 6 role policies (MLflow, backups, restores, WAL archive, base backups, point-in-time restores), 2 bucket policies");
             for (const { where, doc } of docs) {
                 assert.equal(doc.Version, "2012-10-17", where);
                 for (const st of doc.Statement) {

@@ -124,6 +124,12 @@ describe("base-backup.sh / pitr-restore.sh (real PostgreSQL 15 + moto S3)", { co
         }
 
         // T1 lies before B1: served from the older base backup B0. T2 from B1. Latest: everything.
+        const verifyDir = makeTempDir("pitr-verify");
+        cleanups.push(async () => fs.rmSync(verifyDir, { recursive: true, force: true }));
+        const verify = runAsPg(path.join(WAL_SCRIPTS, "pitr-verify.sh"), [], env(P, {
+            PGHOST: "127.0.0.1", PGPORT: String(c.port), PGUSER: "replicator", PGPASSWORD: REPL_PW,
+            VERIFY_DATA_DIR: verifyDir, VERIFY_MAX_BASE_BACKUP_AGE_HOURS: "1", VERIFY_ARCHIVE_WAIT_SECONDS: "60", RESTORE_PORT: String(20000 + Math.floor(Math.random() * 20000)),
+        }));
         const [r1, r2, rl, early] = await Promise.all([restore(P, t1), restore(P, t2), restore(P, "latest"), restore(P, tooEarly)]);
         for (const x of [r1, r2, rl]) assert.equal(x.r.status, 0, x.r.stderr);
         assert.match(r1.r.stderr, new RegExp(`step=choose base_backup=${b0.lastLine.match(/id=(\S+)/)![1]} `));
@@ -136,6 +142,11 @@ describe("base-backup.sh / pitr-restore.sh (real PostgreSQL 15 + moto S3)", { co
         assert.equal(early.r.status, 1);
         assert.match(early.r.lastLine, /FAILED: no base backup finished before .*: the earliest restorable time is after /);
         assert.equal(fs.existsSync(early.data), false);
+
+        // The weekly verify: markers around a recent time on the live server, restored exactly.
+        const v = await verify;
+        assert.equal(v.status, 0, v.stderr);
+        assert.match(v.lastLine, /pitr-verify OK target=\S+ marker_before=committed marker_after=.+ newest_base_backup_age_hours=0 /);
 
         // A tampered WAL file the restore to T2 needs (recorded sha256 kept, content changed).
         const m1 = JSON.parse((await s3.get(BUCKET, manifests.find((k) => k.includes(b1.lastLine.match(/id=(\S+)/)![1]))!)).toString());

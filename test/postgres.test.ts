@@ -108,7 +108,9 @@ for (const name of STACKS) {
             assert.ok(c.resources.requests.cpu);
             assert.ok(pod.terminationGracePeriodSeconds >= 60);
             assert.match(c.lifecycle.preStop.exec.command.join(" "), /pg_ctl stop .*-m fast/);
-            assert.equal(pod.automountServiceAccountToken, false);
+            // The only token is the WAL archive's IRSA ServiceAccount (put-only role, see pitr.test.ts).
+            assert.equal(pod.serviceAccountName, "postgres");
+            assert.equal(pod.automountServiceAccountToken, true);
         });
 
         it("hands passwords to the container only through secretKeyRef", async () => {
@@ -129,7 +131,7 @@ for (const name of STACKS) {
                 assert.match(s.inputs.stringData.password, /^[A-Za-z0-9]{32}$/);
             }
             const passwords = all(ev, "random:index/randomPassword:RandomPassword").filter((p) => p.name.startsWith("postgres-"));
-            assert.deepEqual(passwords.map((p) => p.name).sort(), ["postgres-backup-password", "postgres-mlflow-password", "postgres-role-metrics-password", "postgres-superuser-password"]);
+            assert.deepEqual(passwords.map((p) => p.name).sort(), ["postgres-backup-password", "postgres-mlflow-password", "postgres-role-metrics-password", "postgres-role-replicator-password", "postgres-superuser-password"]);
             for (const p of passwords) assert.deepEqual({ length: p.inputs.length, special: p.inputs.special }, { length: 32, special: false });
             // No password appears in any plain (non-secret) input of any resource.
             const plain = ev.resources.filter((r) => r.secretPaths.length === 0).map((r) => JSON.stringify(r.inputs)).join("\n");
@@ -152,7 +154,7 @@ for (const name of STACKS) {
             assert.match(sts.inputs.spec.template.metadata.annotations["platform/config-sha256"], /^[0-9a-f]{64}$/);
         });
 
-        it("admits port 5432 only from MLflow, backup, restore and role reconcile pods", async () => {
+        it("admits port 5432 only from MLflow, backup, restore, base backup, PITR verify and role reconcile pods", async () => {
             const ev = await stack(name);
             const np = one(ev, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "postgres-ingress");
             const sts = one(ev, "kubernetes:apps/v1:StatefulSet", "postgres-statefulset");
@@ -165,6 +167,8 @@ for (const name of STACKS) {
                 { namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "mlflow" } }, podSelector: { matchLabels: { "app.kubernetes.io/name": "mlflow", "app.kubernetes.io/instance": "mlflow" } } },
                 { namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "data" } }, podSelector: { matchLabels: { "app.kubernetes.io/name": "postgres-backup", "app.kubernetes.io/component": "backup" } } },
                 { namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "data" } }, podSelector: { matchLabels: { "app.kubernetes.io/name": "postgres-backup", "app.kubernetes.io/component": "restore" } } },
+                { namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "data" } }, podSelector: { matchLabels: { "app.kubernetes.io/name": "postgres-pitr", "app.kubernetes.io/component": "base-backup" } } },
+                { namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "data" } }, podSelector: { matchLabels: { "app.kubernetes.io/name": "postgres-pitr", "app.kubernetes.io/component": "verify" } } },
                 { namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "data" } }, podSelector: { matchLabels: { "app.kubernetes.io/name": "postgres", "app.kubernetes.io/component": "role-reconcile" } } },
             ]);
             // The selectors match the pods they are meant for.

@@ -10,7 +10,9 @@
 # with archive_timeout. Nothing else changes: no WAL switch is forced, no checkpoint requested.
 #
 # Every WAL_ARM_INTERVAL seconds: if the server's start time changed (first start, a container
-# restart, the entrypoint's temporary init server), reload once. Connects over the pod's own socket.
+# restart, the entrypoint's temporary init server), reload once. Also reload when WAL_HBA_FILE
+# changed (the pg_hba.conf ConfigMap was updated): PostgreSQL rereads it only on a reload.
+# Connects over the pod's own socket.
 set -uo pipefail
 # shellcheck source=wal-lib.sh
 . "$(dirname "$0")/wal-lib.sh"
@@ -18,8 +20,15 @@ set -uo pipefail
 require_env PGHOST PGUSER
 INTERVAL=${WAL_ARM_INTERVAL:-10}
 ARMED=""
+HBA_SUM=""
+hba_sum() { [[ -n "${WAL_HBA_FILE:-}" && -r "$WAL_HBA_FILE" ]] && sha256sum <"$WAL_HBA_FILE" | cut -d' ' -f1; }
 trap 'exit 0' TERM INT
 while :; do
+  NOW_SUM=$(hba_sum || true)
+  if [[ -n "$ARMED" && "$NOW_SUM" != "$HBA_SUM" ]]; then
+    "${PSQL[@]}" -d postgres -c "SELECT pg_reload_conf()" >/dev/null 2>&1 && log "pg_hba.conf changed: configuration reloaded"
+  fi
+  HBA_SUM=$NOW_SUM
   STARTED=$("${PSQL[@]}" -d postgres -c "SELECT pg_postmaster_start_time()" 2>/dev/null) || STARTED=""
   if [[ -n "$STARTED" && "$STARTED" != "$ARMED" ]]; then
     if "${PSQL[@]}" -d postgres -c "SELECT pg_reload_conf()" >/dev/null 2>&1; then

@@ -4,6 +4,9 @@
 # AWS CLI copied in by an init container: v2 in the pods, v1 or v2 in the tests. No jq, no python.
 
 export AWS_PAGER=""
+# The pods run the CLI copied from the pinned aws-cli image (AWS_CLI) and keep its state in a
+# writable HOME (WAL_HOME): the containers' root filesystems are read-only.
+[[ -z "${WAL_HOME:-}" ]] || export HOME=$WAL_HOME
 export PGCONNECT_TIMEOUT="${PGCONNECT_TIMEOUT:-15}"
 PSQL=(psql -X -w -q -At -v ON_ERROR_STOP=1)
 SCRIPT_NAME=$(basename "$0" .sh)
@@ -22,7 +25,7 @@ since() { local ms=$((($(now_us) - $1) / 1000)); printf '%d.%03d' $((ms / 1000))
 
 # The CLI v2 only honours AWS_ENDPOINT_URL from 2.13 on: pass it explicitly (tests, S3-compatible stores).
 aws_() {
-  if [[ -n "${AWS_ENDPOINT_URL:-}" ]]; then aws --endpoint-url "$AWS_ENDPOINT_URL" "$@"; else aws "$@"; fi
+  if [[ -n "${AWS_ENDPOINT_URL:-}" ]]; then "${AWS_CLI:-aws}" --endpoint-url "$AWS_ENDPOINT_URL" "$@"; else "${AWS_CLI:-aws}" "$@"; fi
 }
 
 # Server-side encryption of every object we write: SSE-KMS with the bucket's key, or SSE-S3.

@@ -1,0 +1,271 @@
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import { BackupBucket } from "./backupStore";
+import { cronMaxIntervalSeconds } from "./cron";
+import { IrsaRole } from "./irsaRole";
+import { DATA_CLAIM_NAME, roleSecretName } from "./postgres";
+import {
+    archiveEnv, AWS_CLI_DIR, awsCliInitContainer, BASE_BACKUP_PREFIX, REPLICATION_ROLE, RESTRICTED, WAL_PREFIX, WAL_SCRIPTS_CONFIGMAP, WAL_SCRIPTS_MOUNT,
+} from "./walArchive";
+
+export const BASE_BACKUP_SERVICE_ACCOUNT = "postgres-basebackup";
+export const PITR_SERVICE_ACCOUNT = "postgres-pitr";
+/** Pods that connect to PostgreSQL (pg_basebackup, the verify's markers): the database's NetworkPolicy admits these labels. */
+export const BASE_BACKUP_POD_LABELS = { "app.kubernetes.io/name": "postgres-pitr", "app.kubernetes.io/component": "base-backup" };
+export const PITR_VERIFY_POD_LABELS = { "app.kubernetes.io/name": "postgres-pitr", "app.kubernetes.io/component": "verify" };
+const PITR_RESTORE_POD_LABELS = { "app.kubernetes.io/name": "postgres-pitr", "app.kubernetes.io/component": "restore" };
+const DATA_MOUNT = "/var/lib/postgresql/data";
+
+/**
+ * The base backup role: write base backups, read them back, check the WAL they end in is archived.
+ * ListBucket unconditioned for the same reason as the archive's (a missing key must read as 404).
+ */
+export function baseBackupPolicy(bucketArn: string, kmsKeyArn?: string): string {
+    return JSON.stringify({
+        Version: "2012-10-17",
+        Statement: [
+            { Sid: "FindObjects", Effect: "Allow", Action: ["s3:ListBucket"], Resource: [bucketArn] },
+            { Sid: "WriteBaseBackups", Effect: "Allow", Action: ["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"], Resource: [`${bucketArn}/${BASE_BACKUP_PREFIX}/*`] },
+            { Sid: "CheckWal", Effect: "Allow", Action: ["s3:GetObject"], Resource: [`${bucketArn}/${WAL_PREFIX}/*`] },
+            ...(kmsKeyArn ? [{ Sid: "UseBucketKey", Effect: "Allow", Action: ["kms:GenerateDataKey", "kms:Decrypt"], Resource: [kmsKeyArn] }] : []),
+        ],
+    });
+}
+
+/**
+ * The restore and verify role: read-only. ListBucket unconditioned: restore-wal.sh must see a 404
+ * for the end of the archive (a 403 would abort the recovery).
+ */
+export function pitrRestorePolicy(bucketArn: string, kmsKeyArn?: string): string {
+    return JSON.stringify({
+        Version: "2012-10-17",
+        Statement: [
+            { Sid: "FindObjects", Effect: "Allow", Action: ["s3:ListBucket"], Resource: [bucketArn] },
+            { Sid: "ReadRecoveryData", Effect: "Allow", Action: ["s3:GetObject"], Resource: [`${bucketArn}/${BASE_BACKUP_PREFIX}/*`, `${bucketArn}/${WAL_PREFIX}/*`] },
+            ...(kmsKeyArn ? [{ Sid: "UseBucketKey", Effect: "Allow", Action: ["kms:Decrypt"], Resource: [kmsKeyArn] }] : []),
+        ],
+    });
+}
+
+export interface PointInTimeRecoveryArgs {
+    bucket: BackupBucket;
+    /** The database's namespace (the Postgres component's output: the jobs wait for it). */
+    namespace: pulumi.Input<string>;
+    postgresHost: pulumi.Input<string>;
+    postgresPort: pulumi.Input<number>;
+    /** The server's image: pg_basebackup and the restoring server match its major version. */
+    postgresImage: string;
+    encryption: "aws:kms" | "AES256";
+    region: string;
+    awsCliImageTag: string;
+    oidcProviderArn: pulumi.Input<string>;
+    oidcIssuer: pulumi.Input<string>;
+    baseBackupSchedule: string;
+    verifySchedule: string;
+    verifySuspended: boolean;
+    timeZone: string;
+    scratchStorageClassName: pulumi.Input<string>;
+    scratchSize: string;
+}
+
+/**
+ * Base backups on a schedule, the point-in-time restore jobs (throwaway and in place, suspended:
+ * run by hand from the README's runbook) and the weekly proof that a restore to a recent time works.
+ */
+export class PointInTimeRecovery extends pulumi.ComponentResource {
+    public readonly baseBackupCronJobName: pulumi.Output<string>;
+    public readonly restoreCronJobName: pulumi.Output<string>;
+    public readonly restoreInPlaceCronJobName: pulumi.Output<string>;
+    public readonly verifyCronJobName: pulumi.Output<string>;
+
+    constructor(name: string, args: PointInTimeRecoveryArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("platform:index:PointInTimeRecovery", name, {}, opts);
+
+        const keyArn = args.bucket.kmsKeyArn ?? pulumi.output(undefined);
+        const account = (suffix: string, saName: string, policy: (b: string, k?: string) => string) => {
+            const role = new IrsaRole(`${name}-${suffix}`, {
+                oidcProviderArn: args.oidcProviderArn,
+                oidcIssuer: args.oidcIssuer,
+                namespace: args.namespace,
+                serviceAccountName: saName,
+                policy: pulumi.all([args.bucket.bucketArn, keyArn]).apply(([b, k]) => policy(b, k)),
+            }, { parent: this });
+            return new k8s.core.v1.ServiceAccount(`${name}-${suffix}`, {
+                // Fixed: the IAM role's trust policy names exactly this ServiceAccount.
+                metadata: { name: saName, namespace: args.namespace, annotations: { "eks.amazonaws.com/role-arn": role.roleArn } },
+                automountServiceAccountToken: false,
+            }, { parent: this });
+        };
+        const baseBackupSa = account("basebackup", BASE_BACKUP_SERVICE_ACCOUNT, baseBackupPolicy);
+        const pitrSa = account("restore", PITR_SERVICE_ACCOUNT, pitrRestorePolicy);
+
+        const replication = roleSecretName(REPLICATION_ROLE);
+        const secretEnv = (envName: string, key: string) => ({ name: envName, valueFrom: { secretKeyRef: { name: replication, key } } });
+        const serverEnv = [
+            { name: "PGHOST", value: args.postgresHost },
+            { name: "PGPORT", value: pulumi.output(args.postgresPort).apply(String) },
+            { name: "PGCONNECT_TIMEOUT", value: "30" },
+            secretEnv("PGUSER", "username"),
+            secretEnv("PGPASSWORD", "password"),
+        ];
+        const scratch = {
+            name: "scratch",
+            ephemeral: {
+                volumeClaimTemplate: {
+                    spec: { accessModes: ["ReadWriteOnce"], storageClassName: args.scratchStorageClassName, resources: { requests: { storage: args.scratchSize } } },
+                },
+            },
+        };
+
+        interface JobSpec {
+            cronName: string;
+            labels: Record<string, string>;
+            schedule: string;
+            suspend: boolean;
+            serviceAccount: k8s.core.v1.ServiceAccount;
+            script: string;
+            env: k8s.types.input.core.v1.EnvVar[];
+            volumes: k8s.types.input.core.v1.Volume[];
+            mounts: k8s.types.input.core.v1.VolumeMount[];
+            memory: string;
+            activeDeadlineSeconds: number;
+        }
+        const cronJob = (spec: JobSpec) => new k8s.batch.v1.CronJob(`${name}-${spec.cronName}`, {
+            // Fixed: the runbook runs `kubectl create job --from=cronjob/<name>`.
+            metadata: { name: spec.cronName, namespace: args.namespace, labels: spec.labels },
+            spec: {
+                schedule: spec.schedule,
+                timeZone: args.timeZone,
+                suspend: spec.suspend,
+                concurrencyPolicy: "Forbid",
+                startingDeadlineSeconds: 3600,
+                successfulJobsHistoryLimit: 3,
+                failedJobsHistoryLimit: 5,
+                jobTemplate: {
+                    metadata: { labels: spec.labels },
+                    spec: {
+                        backoffLimit: 0,
+                        activeDeadlineSeconds: spec.activeDeadlineSeconds,
+                        ttlSecondsAfterFinished: 7 * 24 * 3600,
+                        template: {
+                            metadata: { labels: spec.labels },
+                            spec: {
+                                serviceAccountName: spec.serviceAccount.metadata.name,
+                                automountServiceAccountToken: true,
+                                restartPolicy: "Never",
+                                securityContext: { runAsUser: 999, runAsGroup: 999, fsGroup: 999, runAsNonRoot: true, seccompProfile: { type: "RuntimeDefault" } },
+                                initContainers: [awsCliInitContainer(args.awsCliImageTag, "aws-cli")],
+                                containers: [{
+                                    name: spec.cronName,
+                                    image: args.postgresImage,
+                                    command: [`${WAL_SCRIPTS_MOUNT}/${spec.script}`],
+                                    env: [...archiveEnv(args.bucket, args.encryption, args.region), ...spec.env],
+                                    resources: { requests: { cpu: "250m", memory: spec.memory }, limits: { memory: spec.memory } },
+                                    securityContext: RESTRICTED,
+                                    volumeMounts: [
+                                        { name: "scripts", mountPath: WAL_SCRIPTS_MOUNT, readOnly: true },
+                                        { name: "aws-cli", mountPath: AWS_CLI_DIR, readOnly: true },
+                                        { name: "tmp", mountPath: "/tmp" },
+                                        // pg_ctl and the restoring server write their lock files here.
+                                        { name: "run", mountPath: "/var/run/postgresql" },
+                                        ...spec.mounts,
+                                    ],
+                                }],
+                                volumes: [
+                                    { name: "scripts", configMap: { name: WAL_SCRIPTS_CONFIGMAP, defaultMode: 0o555 } },
+                                    { name: "aws-cli", emptyDir: { sizeLimit: "512Mi" } },
+                                    { name: "tmp", emptyDir: { sizeLimit: "1Gi" } },
+                                    { name: "run", emptyDir: {} },
+                                    ...spec.volumes,
+                                ],
+                            },
+                        },
+                    },
+                },
+            },
+        }, { parent: this });
+
+        const baseBackup = cronJob({
+            cronName: "postgres-basebackup",
+            labels: BASE_BACKUP_POD_LABELS,
+            schedule: args.baseBackupSchedule,
+            suspend: false,
+            serviceAccount: baseBackupSa,
+            script: "base-backup.sh",
+            // A spread checkpoint: no I/O spike on the primary; the backup starts within checkpoint_timeout.
+            env: [...serverEnv, { name: "BASEBACKUP_CHECKPOINT", value: "spread" }],
+            volumes: [],
+            mounts: [],
+            memory: "256Mi",
+            activeDeadlineSeconds: 12 * 3600,
+        });
+
+        const restoreEnv = (mode: string, dataDir: string) => [
+            { name: "RESTORE_TARGET_TIME", value: "latest" },
+            { name: "RESTORE_MODE", value: mode },
+            { name: "RESTORE_DATA_DIR", value: dataDir },
+            { name: "RESTORE_WORK_DIR", value: "/scratch" },
+        ];
+        const scratchMount = { name: "scratch", mountPath: "/scratch" };
+        // Suspended: run by hand (README, "Point-in-time recovery"). The schedule is required and unused.
+        const restore = cronJob({
+            cronName: "postgres-pitr-restore",
+            labels: PITR_RESTORE_POD_LABELS,
+            schedule: "0 0 1 1 *",
+            suspend: true,
+            serviceAccount: pitrSa,
+            script: "pitr-restore.sh",
+            // The restored server stays up four hours for inspection and export (kubectl exec, psql).
+            env: [...restoreEnv("throwaway", "/scratch/pgdata"), { name: "RESTORE_HOLD_SECONDS", value: String(4 * 3600) }],
+            volumes: [scratch],
+            mounts: [scratchMount],
+            memory: "1Gi",
+            activeDeadlineSeconds: 24 * 3600,
+        });
+        const restoreInPlace = cronJob({
+            cronName: "postgres-pitr-restore-in-place",
+            labels: PITR_RESTORE_POD_LABELS,
+            schedule: "0 0 1 1 *",
+            suspend: true,
+            serviceAccount: pitrSa,
+            script: "pitr-restore.sh",
+            // The StatefulSet's own claim (scaled to 0 first: the volume attaches to one node).
+            env: restoreEnv("in-place", `${DATA_MOUNT}/pgdata`),
+            volumes: [scratch, { name: "data", persistentVolumeClaim: { claimName: DATA_CLAIM_NAME } }],
+            mounts: [scratchMount, { name: "data", mountPath: DATA_MOUNT }],
+            memory: "1Gi",
+            activeDeadlineSeconds: 24 * 3600,
+        });
+
+        // Base backups may be one schedule gap plus a day old before the verify calls them stopped.
+        const maxAgeHours = Math.ceil(cronMaxIntervalSeconds(args.baseBackupSchedule) / 3600) + 24;
+        const verify = cronJob({
+            cronName: "postgres-pitr-verify",
+            labels: PITR_VERIFY_POD_LABELS,
+            schedule: args.verifySchedule,
+            suspend: args.verifySuspended,
+            serviceAccount: pitrSa,
+            script: "pitr-verify.sh",
+            env: [
+                ...serverEnv,
+                { name: "VERIFY_DATA_DIR", value: "/scratch" },
+                { name: "VERIFY_MAX_BASE_BACKUP_AGE_HOURS", value: String(maxAgeHours) },
+            ],
+            volumes: [scratch],
+            mounts: [scratchMount],
+            memory: "1Gi",
+            activeDeadlineSeconds: 12 * 3600,
+        });
+
+        this.baseBackupCronJobName = baseBackup.metadata.name;
+        this.restoreCronJobName = restore.metadata.name;
+        this.restoreInPlaceCronJobName = restoreInPlace.metadata.name;
+        this.verifyCronJobName = verify.metadata.name;
+        this.registerOutputs({
+            baseBackupCronJobName: this.baseBackupCronJobName,
+            restoreCronJobName: this.restoreCronJobName,
+            restoreInPlaceCronJobName: this.restoreInPlaceCronJobName,
+            verifyCronJobName: this.verifyCronJobName,
+        });
+    }
+}
