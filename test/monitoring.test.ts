@@ -206,7 +206,8 @@ describe("monitoring with an existing Prometheus Operator", () => {
         const ev = await stack("dev", NONE);
         assert.deepEqual(customResources(ev), []);
         assert.equal(all(ev, KPS).length, 1, "MLflow only");
-        assert.equal(statefulSet(ev).inputs.spec.template.spec.containers.length, 1);
+        // The database and the WAL archive's sidecar; no exporter.
+        assert.deepEqual(statefulSet(ev).inputs.spec.template.spec.containers.map((c: { name: string }) => c.name), ["postgres", "wal-arm"]);
         assert.equal(secretNamed(ev, "postgres-role-metrics"), undefined);
         assert.equal(mlflowValues(ev).serviceMonitor, undefined);
         assert.equal(networkPolicy(ev).inputs.spec.ingress.length, 1);
@@ -281,7 +282,8 @@ describe("day 2: turning monitoring on for a stack that runs without it", () => 
         const after = await stack("prod");
         const changes = changesBetween(before, after);
         const sts = changes.changed.get("kubernetes:apps/v1:StatefulSet::postgres-statefulset")!;
-        assert.ok(sts.inputs.some((p) => p.startsWith("spec.template.spec.containers[1]")), sts.inputs.join(", "));
+        // The exporter follows the database and the WAL archive's sidecar.
+        assert.ok(sts.inputs.some((p) => p.startsWith("spec.template.spec.containers[2]")), sts.inputs.join(", "));
         assert.ok(!sts.inputs.some((p) => p.startsWith("spec.volumeClaimTemplates") || p.startsWith("spec.selector") || p === "spec.serviceName"), "nothing the API refuses to update in place");
         assert.equal(changes.removed.length, 0, changes.removed.join(", "));
         assert.ok(changes.added.includes("kubernetes:core/v1:Secret::postgres-role-metrics"));
