@@ -173,7 +173,7 @@ describe("base-backup.sh / pitr-restore.sh (real PostgreSQL 15 + moto S3)", { co
         await s3.put(BUCKET, m1.key, good);
     });
 
-    test("crash (pg_ctl stop -m immediate): restore to latest loses only commits in WAL not yet archived", async () => {
+    test("crash (pg_ctl stop -m immediate): restore in place to latest loses only commits in WAL not yet archived; the server then archives its new timeline", async () => {
         const P = "crash";
         // Segments end when full (the product's default archive_timeout, 60 s, never fires here), so
         // the archive's lag is one segment whenever the archiver keeps up with the writer.
@@ -190,9 +190,27 @@ describe("base-backup.sh / pitr-restore.sh (real PostgreSQL 15 + moto S3)", { co
         }
         await c.stop("immediate");
         const archived = new Set((await s3.list(BUCKET, `${P}/${WAL_PREFIX}/`)).map((k) => path.basename(k, ".gz")));
-        const r = await restore(P, "latest");
-        assert.equal(r.r.status, 0, r.r.stderr);
-        const restored = new Set((await query(r.dir, r.data, "SELECT string_agg(id::text, ',' ORDER BY id) FROM runs")).split(",").map(Number));
+        // In place, on the crashed primary's own data directory, as the in-place job does on the
+        // StatefulSet's volume: refused while a postmaster.pid is there (an immediate stop removes
+        // it; a killed node does not), unless told the server is gone.
+        fs.writeFileSync(path.join(c.data, "postmaster.pid"), "12345\n");
+        const work = makeTempDir("pitr-inplace");
+        cleanups.push(async () => fs.rmSync(work, { recursive: true, force: true }));
+        const inPlace = (extra: NodeJS.ProcessEnv) => runAsPg(path.join(WAL_SCRIPTS, "pitr-restore.sh"), [], env(P, {
+            RESTORE_TARGET_TIME: "latest", RESTORE_MODE: "in-place", RESTORE_DATA_DIR: c.data, RESTORE_WORK_DIR: work, RESTORE_PORT: String(20000 + Math.floor(Math.random() * 20000)), ...extra,
+        }));
+        const refused = await inPlace({});
+        assert.equal(refused.status, 1);
+        assert.match(refused.lastLine, /postmaster\.pid exists: is the server still running\? Scale the StatefulSet to 0 first/);
+        const r = await inPlace({ RESTORE_FORCE: "yes" });
+        assert.equal(r.status, 0, r.stderr);
+        assert.match(r.lastLine, /pitr-restore OK .* timeline=2 mode=in-place/);
+        const aside = fs.readdirSync(path.dirname(c.data)).filter((d) => d.startsWith("data.before-"));
+        assert.equal(aside.length, 1, "the old data directory is kept for rollback");
+        // The pod's own server starts on the result and archives the new timeline.
+        await c.start();
+        await waitFor("the new timeline's history file in the archive", 30_000, async () => ((await inArchive(P, "00000002.history")) ? true : undefined), 200);
+        const restored = new Set(c.psql("SELECT string_agg(id::text, ',' ORDER BY id) FROM runs").split(",").map(Number));
         const lost = [...segOf.keys()].filter((i) => !restored.has(i));
         const lostSegments = new Set(lost.map((i) => segOf.get(i)!));
         console.log(`# crash: ${segOf.size} commits, ${lost.length} lost, all in unarchived segment(s) ${[...lostSegments].join(", ") || "-"}`);
