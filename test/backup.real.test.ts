@@ -177,6 +177,9 @@ describe("backup.sh / restore.sh / verify.sh (real PostgreSQL 15 + moto S3)", ()
     assert.match(m.server_version, /^15\./);
     assert.match(m.tools.pg_dump!, /pg_dump \(PostgreSQL\) 15/);
     assert.match(m.tools.aws!, /aws-cli/);
+    // pg_dump 15 has no zstd: the fallback is gzip at level 1, for real.
+    assert.equal((m as unknown as { compression: string }).compression, "gzip:1");
+    assert.match(r.stderr, /step=connect .*pg_dump=15 compression=gzip:1 /);
     for (const obj of [m.globals, ...m.databases]) {
       const body = await s3.get(BUCKET, obj.key);
       assert.equal(body.length, obj.size_bytes, obj.key);
@@ -295,6 +298,28 @@ describe("backup.sh / restore.sh / verify.sh (real PostgreSQL 15 + moto S3)", ()
       assert.equal(again.status, 0, again.stderr);
       runbook("restore-drop", { db: "tracking", run: "swap1" });
       assert.equal(pg.psql("SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database WHERE datname LIKE 'tracking%'"), "tracking,tracking_auth,tracking_busy");
+    });
+
+    test("compression: zstd for pg_dump >= 16 (the deployed 17, by a version stub), gzip level 1 before", async () => {
+      const decide = spawnSync("bash", ["-c", `_BACKUP_WORKER=1; . "${SCRIPTS}/lib.sh"; for v in 13 15 16 17 18; do printf '%s=%s/%s ' $v "$(dump_compression $v)" "$(compression_name "$(dump_compression $v)")"; done`], { encoding: "utf8" });
+      assert.equal(decide.stderr.trim(), "13=1/gzip:1 15=1/gzip:1 16=zstd:3/zstd:3 17=zstd:3/zstd:3 18=zstd:3/zstd:3");
+      // pg_dump claiming 17: backup.sh must pass --compress=zstd:3 (this machine's pg_dump 15 then writes it uncompressed).
+      const seen = path.join(makeTempDir("zstd-args"), "args");
+      const stub = shims("pg17", { pg_dump: [
+        `[[ "$1" == --version ]] && { echo 'pg_dump (PostgreSQL) 17.6'; exit 0; }`,
+        `printf '%s\\n' "$@" >${seen}`,
+        `args=(); for a in "$@"; do [[ "$a" == --compress=zstd:* ]] && a=--compress=0; args+=("$a"); done`,
+        `exec ${PG_BIN}/pg_dump "\${args[@]}"`] });
+      try {
+        const r = await script("backup.sh", backupEnv({ BACKUP_PREFIX: "zstd", BACKUP_DATABASES: "mlflow_auth", PATH: stub.path }));
+        assert.equal(r.status, 0, r.stderr);
+        assert.match(r.stderr, /pg_dump=17 compression=zstd:3 /);
+        assert.ok(fs.readFileSync(seen, "utf8").split("\n").includes("--compress=zstd:3"));
+        const latest = JSON.parse((await s3.get(BUCKET, "zstd/latest.json")).toString());
+        const m = JSON.parse((await s3.get(BUCKET, latest.manifest_key)).toString());
+        assert.equal(m.compression, "zstd:3");
+        assert.equal(m.tools.pg_dump, "pg_dump (PostgreSQL) 17.6");
+      } finally { fs.rmSync(stub.dir, { recursive: true, force: true }); fs.rmSync(path.dirname(seen), { recursive: true, force: true }); }
     });
 
     describe("runs: unique ids, never overwritten, latest.json only forward", { concurrency: true }, () => {
