@@ -83,6 +83,7 @@ const backup = new Backup("backup", {
     postgresPort: postgres.port,
     postgresImage: postgres.image,
     postgresMajorVersion: config.postgres.majorVersion,
+    databaseStorageSize: config.postgres.storageSize,
     backupSecretName: postgres.backupSecretName,
     superuserSecretName: postgres.superuserSecretName,
     scratchStorageClassName: storage.scratchClassName,

@@ -8,13 +8,14 @@
 #             dump is tiny and fixed costs dominate.
 # Plus the fixed overhead: backup.sh/restore.sh on an empty database.
 #
-#   npm run bench:backup                          # defaults below, a few minutes on 2 cores
+#   npm run bench:backup                          # defaults below: 256 MB random + ~1 GB pgbench
 #   BENCH_MODES=random BENCH_RANDOM_MB="256 2048" npm run bench:backup
 #   BENCH_MODES=pgbench BENCH_SCALES="15 70" npm run bench:backup
 #   BENCH_BASELINE_REF=<git ref> ...              # also time that ref's backup.sh on the empty DB
 # Environment:
 #   BENCH_MODES      "random pgbench"   which data sets
-#   BENCH_RANDOM_MB  "128 512"          target sizes of the random database, MB
+#   BENCH_RANDOM_MB  "256"              target sizes of the random database, MB
+#   BENCH_CODECS     "1"                empty: skip the per-codec compression table
 #   BENCH_SCALES     "70"               pgbench scales (70 = ~1 GB)
 #
 # Prints a markdown table. Peak RSS = max over 100 ms samples of the summed
@@ -27,7 +28,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 read -r -a MODES <<<"${BENCH_MODES:-random pgbench}"
-read -r -a RANDOM_MB <<<"${BENCH_RANDOM_MB:-128 512}"
+read -r -a RANDOM_MB <<<"${BENCH_RANDOM_MB:-256}"
 read -r -a SCALES <<<"${BENCH_SCALES:-70}"
 PG_BIN=$(pg_config --bindir)
 AS_PG=(); [[ $EUID -eq 0 ]] && AS_PG=(runuser -u postgres --)
@@ -98,8 +99,9 @@ for _ in $(seq 100); do aws s3api create-bucket --bucket bench >/dev/null 2>&1 &
 export BACKUP_BUCKET=bench BACKUP_PREFIX=bench BACKUP_SSE=AES256
 
 ROWS=()
+CODECS=()
 STEPS=() # where backup.sh's time went, from its own step= log lines
-row() { ROWS+=("$(printf '| %s | %s | %s | %s | %s | %s | %s | %s |' "$@")"); }
+row() { ROWS+=("$(printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |' "$@")"); }
 mbps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", b / 1048576 / (s > 0 ? s : 0.001) }'; }
 mb() { awk -v b="$1" 'BEGIN { printf "%.0f", b / 1048576 }'; }
 mb1() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
@@ -123,37 +125,90 @@ make_random() { # DB MB: ~MB of 1 kB random bytea rows, loaded by two sessions i
   psql -XqAt -d "$db" -c 'ALTER TABLE blobs ADD PRIMARY KEY (id)' -c 'VACUUM ANALYZE blobs'
 }
 
-# bench_one MODE LABEL DB: the four contenders on one database.
+# bench_one MODE LABEL DB: on one database, in one run, against the same S3:
+#  (a) pg_dump -Fc -Z0 > /dev/null          what PostgreSQL can hand out
+#  (b) pg_dump -Fc | aws s3 cp -            the naive peer (default gzip level)
+#  (c) backup.sh                            ratio vs (b)
+#  (d) aws s3 cp + pg_restore (naive restore of (b)'s object) vs restore.sh (ratio vs (d))
 bench_one() {
-  local mode=$1 label=$2 db=$3 size size_mb dump_bytes raw_dump_s raw_restore_s
+  local mode=$1 label=$2 db=$3 size size_mb naive_s naive_bytes ours_bytes raw_restore_s dd
   size=$(psql -XAtc "SELECT pg_database_size('$db')")
   size_mb=$(mb "$size")
 
-  echo "bench: $mode $label ($size_mb MB): raw pg_dump" >&2
-  measure raw_dump pg_dump -Fc -d "$db" -f "$WORK/local.dump"
-  raw_dump_s=$SECS
-  dump_bytes=$(stat -c %s "$WORK/local.dump")
-  row "$mode" "$label" "$size_mb / $(mb1 "$dump_bytes")" 'raw `pg_dump -Fc -f` local file' "$SECS" "$(mbps "$size" "$SECS")" "$(rss_mb "$PEAK_KB")" "1.00x"
+  echo "bench: $mode $label ($size_mb MB): pg_dump -Z0 > /dev/null" >&2
+  measure raw_dump pg_dump -Fc -Z0 --no-sync -d "$db" -f /dev/null
+  row "$mode" "$label" "$size_mb" '(a) `pg_dump -Fc -Z0 > /dev/null`' "-" "$SECS" "$(mbps "$size" "$SECS")" "$(rss_mb "$PEAK_KB")" "-"
+
+  echo "bench: $mode $label: naive pg_dump | aws s3 cp -" >&2
+  measure naive bash -c 'set -o pipefail; pg_dump -Fc -d "$1" | aws s3 cp - "s3://bench/naive/$1.dump" --only-show-errors' _ "$db"
+  naive_s=$SECS
+  naive_bytes=$(aws s3api head-object --bucket bench --key "naive/$db.dump" --query ContentLength --output text)
+  row "$mode" "$label" "$size_mb" '(b) naive `pg_dump -Fc \| aws s3 cp -`' "$(mb1 "$naive_bytes")" "$SECS" "$(mbps "$size" "$SECS")" "$(rss_mb "$PEAK_KB")" "1.00x"
 
   echo "bench: $mode $label: backup.sh" >&2
   measure backup env BACKUP_DATABASES="$db" BACKUP_RUN_ID="run-$db" bash "$SCRIPTS/backup.sh"
+  ours_bytes=$(aws s3api head-object --bucket bench --key "bench/runs/run-$db/$db.dump" --query ContentLength --output text)
   STEPS+=("$mode $label: $(grep -o 'step=[a-z-]* .*seconds=[0-9.]*' "$WORK/backup.log" | sed -E 's/^step=([a-z-]+) .*seconds=/\1=/' | tr '\n' ' ')")
-  row "$mode" "$label" "$size_mb / $(mb1 "$dump_bytes")" "backup.sh → S3 ($AWS_CALLS aws calls)" "$SECS" "$(mbps "$size" "$SECS")" "$(rss_mb "$PEAK_KB")" "$(ratio "$raw_dump_s" "$SECS")"
+  row "$mode" "$label" "$size_mb" "(c) backup.sh ($AWS_CALLS aws calls, $(grep -o 'compression=[^ ]*' "$WORK/backup.log"))" "$(mb1 "$ours_bytes")" "$SECS" "$(mbps "$size" "$SECS")" "$(rss_mb "$PEAK_KB")" "$(ratio "$naive_s" "$SECS")"
 
-  echo "bench: $mode $label: raw pg_restore" >&2
+  echo "bench: $mode $label: naive download + pg_restore" >&2
   createdb "${db}_raw"
-  measure raw_restore pg_restore -d "${db}_raw" "$WORK/local.dump"
+  measure raw_restore bash -c 'set -e; aws s3 cp "s3://bench/naive/$1.dump" "$2" --only-show-errors; pg_restore -d "$1_raw" "$2"; rm -f "$2"' _ "$db" "$WORK/naive.dump"
   raw_restore_s=$SECS
-  row "$mode" "$label" "$size_mb / $(mb1 "$dump_bytes")" 'raw `pg_restore` of the local file' "$SECS" "$(mbps "$size" "$SECS")" "$(rss_mb "$PEAK_KB")" "1.00x"
-  rm -f "$WORK/local.dump"; dropdb "${db}_raw"
+  row "$mode" "$label" "$size_mb" '(d) naive `aws s3 cp` + `pg_restore`' "$(mb1 "$naive_bytes")" "$SECS" "$(mbps "$size" "$SECS")" "$(rss_mb "$PEAK_KB")" "1.00x"
+  dropdb "${db}_raw"
 
   echo "bench: $mode $label: restore.sh" >&2
   measure restore env RESTORE_RUN_ID="run-$db" RESTORE_DATABASE="$db" RESTORE_TARGET_DATABASE="${db}_ours" \
     RESTORE_SCRATCH_DIR="$WORK/scratch" bash "$SCRIPTS/restore.sh"
-  row "$mode" "$label" "$size_mb / $(mb1 "$dump_bytes")" "restore.sh (download + sha256 + restore + counts; $AWS_CALLS aws calls)" "$SECS" "$(mbps "$size" "$SECS")" "$(rss_mb "$PEAK_KB")" "$(ratio "$raw_restore_s" "$SECS")"
+  row "$mode" "$label" "$size_mb" "(d) restore.sh (download, sha256, restore aside, counts, swap; $AWS_CALLS aws calls)" "$(mb1 "$ours_bytes")" "$SECS" "$(mbps "$size" "$SECS")" "$(rss_mb "$PEAK_KB")" "$(ratio "$raw_restore_s" "$SECS")"
+
+  # Compression options on this data, single-threaded like pg_dump: the first 256 MB of the
+  # uncompressed (-Z0) dump through each codec.
+  if [[ -n "${BENCH_CODECS:-1}" ]]; then
+    echo "bench: $mode $label: codecs" >&2
+    pg_dump -Fc -Z0 -d "$db" | head -c $((256 * 1024 * 1024)) >"$WORK/z0.dump" || true
+    dd=$(stat -c %s "$WORK/z0.dump")
+    local c
+    for c in "gzip -1" "gzip -6" "zstd -1" "zstd -3" "zstd -6" "lz4 -1"; do
+      measure codec bash -c "$c -c <\"\$1\" | wc -c >\"\$2\"" _ "$WORK/z0.dump" "$WORK/codec.out"
+      CODECS+=("$(printf '| %s %s | %s | %s | %s | %.1f |' "$mode" "$label" "$c" "$(mbps "$dd" "$SECS")" "$(mb1 "$(<"$WORK/codec.out")")" "$(awk -v a="$dd" -v b="$(<"$WORK/codec.out")" 'BEGIN { print a / b }')")")
+    done
+    rm -f "$WORK/z0.dump"
+  fi
 
   dropdb "${db}_ours"; dropdb "$db"
   aws s3 rm --recursive --only-show-errors "s3://bench/bench/runs/run-$db/"
+  aws s3 rm --only-show-errors "s3://bench/naive/$db.dump"
+}
+
+# --- upload memory: the AWS CLI streaming 256 MB at two --expected-size values -----
+# Peak RSS of the `aws s3 cp -` process itself (/usr/bin/time -v), fed from a
+# local file so the input outruns S3 (the CLI's buffers fill: the worst case),
+# with the CLI's defaults and with the config backup.sh writes (lib.sh aws_config).
+MEMROWS=()
+upload_memory() {
+  head -c $((256 * 1024 * 1024)) /dev/urandom >"$WORK/rand.bin"
+  mkdir -p "$WORK/awscfg"
+  # The very file backup.sh writes (lib.sh's aws_config).
+  ( _BACKUP_WORKER=1; AWS_CONFIG_FILE=""; . "$SCRIPTS/lib.sh"; aws_config "$WORK/awscfg" ) 2>/dev/null
+  local cfg exp kb t0 secs
+  for cfg in default backup.sh; do
+    for exp in $((1024 * 1024 * 1024)) $((300 * 1024 * 1024 * 1024)); do
+      echo "bench: upload memory: $cfg config, expected size $(mb "$exp") MB" >&2
+      t0=$EPOCHREALTIME
+      if [[ $cfg == default ]]; then
+        AWS_CONFIG_FILE=/dev/null /usr/bin/time -v aws s3 cp - s3://bench/mem/x --only-show-errors --expected-size "$exp" <"$WORK/rand.bin" 2>"$WORK/time.log"
+      else
+        AWS_CONFIG_FILE="$WORK/awscfg/aws-config" /usr/bin/time -v aws s3 cp - s3://bench/mem/x --only-show-errors --expected-size "$exp" <"$WORK/rand.bin" 2>"$WORK/time.log"
+      fi
+      secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+      kb=$(awk -F: '/Maximum resident set size/ { gsub(/ /, "", $2); print $2 }' "$WORK/time.log")
+      MEMROWS+=("$(printf '| %s | %s GiB | %s | %s |' "$cfg" "$((exp / 1024 / 1024 / 1024))" "$(rss_mb "$kb")" "$secs")")
+      aws s3 rm --only-show-errors s3://bench/mem/x
+    done
+  done
+  rm -f "$WORK/rand.bin"
 }
 
 # --- fixed overhead: an empty database ----------------------------------------
@@ -169,6 +224,8 @@ fi
 echo "bench: empty DB: backup.sh / restore.sh" >&2
 measure empty_dump pg_dump -Fc -d bench_empty -f "$WORK/empty.dump"
 FIXED+=("$(printf '| raw `pg_dump -Fc` | %s | 0 | %s |' "$SECS" "$(rss_mb "$PEAK_KB")")")
+measure empty_naive bash -c 'set -o pipefail; pg_dump -Fc -d bench_empty | aws s3 cp - s3://bench/naive/empty.dump --only-show-errors'
+FIXED+=("$(printf '| naive `pg_dump -Fc \| aws s3 cp -` | %s | %s | %s |' "$SECS" "$AWS_CALLS" "$(rss_mb "$PEAK_KB")")")
 measure empty_backup env BACKUP_DATABASES=bench_empty BACKUP_RUN_ID=run-empty bash "$SCRIPTS/backup.sh"
 FIXED+=("$(printf '| backup.sh | %s | %s | %s |' "$SECS" "$AWS_CALLS" "$(rss_mb "$PEAK_KB")")")
 grep -o 'step=[a-z-]* .*seconds=[0-9.]*' "$WORK/empty_backup.log" | sed 's/^/bench:   /' >&2
@@ -177,6 +234,8 @@ measure empty_restore env RESTORE_RUN_ID=run-empty RESTORE_DATABASE=bench_empty 
 FIXED+=("$(printf '| restore.sh | %s | %s | %s |' "$SECS" "$AWS_CALLS" "$(rss_mb "$PEAK_KB")")")
 dropdb bench_empty; dropdb bench_empty_ours; rm -f "$WORK/empty.dump"
 aws s3 rm --recursive --only-show-errors "s3://bench/bench/runs/"
+
+upload_memory
 
 # --- data sets -----------------------------------------------------------------
 for mode in "${MODES[@]}"; do
@@ -208,10 +267,24 @@ echo "| step | wall s | aws CLI calls | peak RSS MB (client tree) |"
 echo "|---|---|---|---|"
 printf '%s\n' "${FIXED[@]}"
 echo
-echo "| data | size | DB MB / dump MB | step | wall s | MB/s (of DB size) | peak RSS MB (client tree) | throughput vs raw (raw s / this s) |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| data | size | DB MB | step | dump MB | wall s | MB/s (of DB size) | peak RSS MB (client tree) | throughput vs naive (naive s / this s) |"
+echo "|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${ROWS[@]}"
 echo
+echo "Upload memory: peak RSS of \`aws s3 cp -\` streaming 256 MB (/usr/bin/time -v), CLI defaults vs backup.sh's config ($(grep -v '^\[' "$WORK/awscfg/aws-config" 2>/dev/null | tr -s ' \n' ' '))"
+echo
+echo "| config | --expected-size | peak RSS MB | wall s |"
+echo "|---|---|---|---|"
+printf '%s\n' "${MEMROWS[@]}"
+echo
+if ((${#CODECS[@]})); then
+  echo "Codecs on the uncompressed (-Z0) custom-format dump, one core each:"
+  echo
+  echo "| data | codec | MB/s (of the uncompressed dump) | out MB | ratio |"
+  echo "|---|---|---|---|---|"
+  printf '%s\n' "${CODECS[@]}"
+  echo
+fi
 echo "backup.sh steps (seconds, from its log): "
 printf -- '- %s\n' "${STEPS[@]}"
 echo

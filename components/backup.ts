@@ -3,6 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as fs from "fs";
 import * as path from "path";
 import { BackupBucket } from "./backupStore";
+import { quantityBytes } from "../config";
 import { IrsaRole } from "./irsaRole";
 import { PrefixExpiration } from "./secureBucket";
 
@@ -38,6 +39,8 @@ export interface BackupArgs {
     /** Scratch space for a restore: the downloaded dump plus the restored database in verify. */
     scratchSize: string;
     awsCliImageTag: string;
+    /** The database volume's size (a quantity): the backup container's memory is sized from it. */
+    databaseStorageSize: string;
     /** PostgreSQL durations for every session the scripts open (README "Backups"). */
     lockTimeout: string;
     statementTimeout: string;
@@ -68,6 +71,22 @@ export function logicalBackupExpirations(retentionDays: number): PrefixExpiratio
         // expires what such a run left. Nothing writes here any more.
         { id: "expire-staging", prefix: `${BACKUP_PREFIX}/.staging/`, days: 1, noncurrentDays: 1 },
     ];
+}
+
+const MiB = 1024 * 1024;
+/**
+ * The backup container's memory limit in MiB, for a database that fills its volume. `aws s3 cp -`
+ * holds up to ~10 multipart chunks of the stream: 8 MiB each (lib.sh), doubled by the CLI while
+ * backup.sh's size estimate (database size + 10% + 64 MiB) needs more than 10,000 parts. Measured
+ * (README "Backup benchmark", /usr/bin/time -v): the CLI peaks at ~54 MB + 10 chunks; pg_dump,
+ * psql, tee and sha256sum add well under 64 MiB.
+ */
+export function backupMemoryMi(storageBytes: number): number {
+    const expected = storageBytes * 1.1 + 64 * MiB;
+    let chunk = 8 * MiB;
+    while (expected / chunk > 10_000) chunk *= 2;
+    const need = 128 * MiB + 10 * chunk;
+    return Math.max(256, Math.ceil(need / MiB / 64) * 64);
 }
 
 /** Every script the pods run, read from the repo: the same files the tests execute. */
@@ -291,7 +310,7 @@ export class Backup extends pulumi.ComponentResource {
                 ...sse,
             ],
             scratch: false,
-            memory: "256Mi",
+            memory: `${backupMemoryMi(quantityBytes(args.databaseStorageSize))}Mi`,
             activeDeadlineSeconds: BACKUP_JOB_DEADLINE_SECONDS,
         });
 

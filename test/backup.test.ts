@@ -4,6 +4,7 @@ import { describe, it } from "node:test";
 import { OIDC_ISSUER, OIDC_PROVIDER_ARN } from "../scripts/mocks";
 import { Evaluation, EvaluatedResource } from "../scripts/evaluate";
 import { all, one, policyOf, stack, STACKS } from "./support/stacks";
+import { backupMemoryMi } from "../components/backup";
 
 const want = {
     dev: { schedule: "0 2 * * *", verify: "0 5 * * 1", retention: 7, sse: "AES256", lockDays: undefined as number | undefined, protect: false, scratch: "10Gi" },
@@ -189,6 +190,9 @@ for (const name of STACKS) {
                 assert.ok(!k.image.endsWith(":latest") && /:[0-9]/.test(k.image), k.image);
             }
             assert.equal(pod.serviceAccountName, "postgres-backup");
+            // Sized from the database volume (dev 20Gi: 8 MiB chunks; prod 100Gi: the CLI doubles them to 16 MiB).
+            assert.equal(c.resources.limits.memory, name === "prod" ? "320Mi" : "256Mi");
+            assert.equal(c.resources.requests.memory, c.resources.limits.memory);
         });
 
         it("passes backup.sh its environment, credentials only from Secrets", async () => {
@@ -251,3 +255,14 @@ for (const name of STACKS) {
         });
     });
 }
+
+describe("backup memory limit", () => {
+    it("stays flat while 8 MiB chunks fit 10,000 parts, then follows the CLI's doubled chunks", () => {
+        const GiB = 1024 ** 3;
+        assert.equal(backupMemoryMi(20 * GiB), 256);
+        assert.equal(backupMemoryMi(70 * GiB), 256);   // estimate 77 GiB: still 8 MiB chunks
+        assert.equal(backupMemoryMi(100 * GiB), 320);  // 16 MiB chunks
+        assert.equal(backupMemoryMi(300 * GiB), 768);  // estimate 330 GiB: 64 MiB chunks
+        assert.equal(backupMemoryMi(1024 * GiB), 1408); // 128 MiB chunks
+    });
+});

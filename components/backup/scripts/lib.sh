@@ -177,13 +177,14 @@ lock_reason() {
 # Bounded memory: `aws s3 cp -` keeps up to ~10 multipart chunks of a stream in
 # memory, and raises the chunk size when --expected-size would otherwise need
 # more than 10,000 parts. A fixed chunk size and concurrency keep its memory
-# flat (measured: README "Backup benchmark"). preferred_transfer_client is left
+# flat (measured: README "Backup benchmark"): ~54 MB + 10 chunks. preferred_transfer_client is left
 # alone: its values differ between CLI versions, and v2's default picks the
 # classic client measured here except on a few EC2 instance families.
-AWS_S3_CHUNK_MB=16
-# 16 MiB x 10,000 parts: streams estimated above this get bigger chunks (the
-# CLI has no other way to fit S3's part limit), and more memory.
-AWS_S3_FLAT_MAX_BYTES=$((AWS_S3_CHUNK_MB * 1024 * 1024 * 10000))
+# 8 MiB x 10,000 parts = 78 GiB: a stream estimated above that (backup.sh
+# estimates from the database's size) gets doubled chunks, the CLI's only way
+# to fit S3's part limit, and doubled buffers; components/backup.ts sizes the
+# container's memory limit from the database volume for exactly that.
+AWS_S3_CHUNK_MB=8
 aws_config() {
   [[ -n "${AWS_CONFIG_FILE:-}" ]] && return 0
   export AWS_CONFIG_FILE="$1/aws-config"
