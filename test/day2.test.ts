@@ -9,6 +9,8 @@ import { all, changesBetween, clusterProviderRef, differingPaths, one, stack, ST
 
 const STATEFULSET = "kubernetes:apps/v1:StatefulSet::postgres-statefulset";
 const CLAIM_PATCH = "kubernetes:core/v1:PersistentVolumeClaimPatch::postgres-data-size";
+const BACKUP_CRON = "kubernetes:batch/v1:CronJob::backup-postgres-backup";
+const BACKUP_CONTAINER = "spec.jobTemplate.spec.template.spec.containers[0]";
 const statefulSet = (ev: Evaluation) => one(ev, "kubernetes:apps/v1:StatefulSet", "postgres-statefulset");
 const claimPatch = (ev: Evaluation) => one(ev, "kubernetes:core/v1:PersistentVolumeClaimPatch", "postgres-data-size");
 
@@ -25,7 +27,11 @@ for (const name of STACKS) {
             });
             const changes = changesBetween(before, after);
             assert.deepEqual({ added: changes.added, removed: changes.removed }, { added: [], removed: [] });
-            assert.deepEqual([...changes.changed], [[CLAIM_PATCH, { inputs: ["spec.resources.requests.storage"], options: [] }]]);
+            // The backup container's memory follows the volume (backupMemoryMi): an in-place CronJob update, in prod where 200Gi needs bigger multipart chunks.
+            const backupMemory = name === "prod"
+                ? [[BACKUP_CRON, { inputs: [`${BACKUP_CONTAINER}.resources.limits.memory`, `${BACKUP_CONTAINER}.resources.requests.memory`], options: [] }]]
+                : [];
+            assert.deepEqual([...changes.changed], [[CLAIM_PATCH, { inputs: ["spec.resources.requests.storage"], options: [] }], ...backupMemory]);
             assert.equal(statefulSet(after).inputs.spec.volumeClaimTemplates[0].spec.resources.requests.storage, size, "the template keeps the size it was created with");
 
             const [patchBefore, patchAfter] = [claimPatch(before), claimPatch(after)];
@@ -51,7 +57,7 @@ for (const name of STACKS) {
             assert.deepEqual(changes.changed.get(STATEFULSET), { inputs: [TEMPLATE_SIZE_PATH], options: [] });
             assert.deepEqual(statefulSet(after).ignoreChanges, [TEMPLATE_SIZE_PATH], "the one changed field is ignored, so no replacement");
             assert.deepEqual(differingPaths(claimPatch(before).inputs, claimPatch(after).inputs), ["spec.resources.requests.storage"]);
-            assert.deepEqual([...changes.changed.keys()].sort(), [CLAIM_PATCH, STATEFULSET].sort());
+            assert.deepEqual([...changes.changed.keys()].sort(), [CLAIM_PATCH, STATEFULSET, ...(name === "prod" ? [BACKUP_CRON] : [])].sort());
         });
     });
 }
