@@ -6,6 +6,7 @@ import { BackupBucket } from "./backupStore";
 import { quantityBytes } from "../config";
 import { IrsaRole } from "./irsaRole";
 import { PrefixExpiration } from "./secureBucket";
+import { AWS_CLI_DIR, scriptCronJob, ScriptCronJobArgs } from "./scriptJobs";
 
 export interface BackupArgs {
     /** The bucket the dumps go to (a BackupStore, built before the database). */
@@ -61,7 +62,6 @@ const SCRIPTS_DIR = path.join(__dirname, "backup", "scripts");
 const SCRIPTS_MOUNT = "/opt/backup";
 // The aws-cli image's installation, copied by an init container into a volume mounted at the same
 // path, so its absolute symlinks resolve: the AWS CLI runs in the postgres image, nothing installed.
-const AWS_CLI_DIR = "/usr/local/aws-cli";
 
 /** The bucket's lifecycle rules for what the logical backup jobs write. */
 export function logicalBackupExpirations(retentionDays: number): PrefixExpiration[] {
@@ -196,24 +196,6 @@ export class Backup extends pulumi.ComponentResource {
             { name: "PGCONNECT_TIMEOUT", value: "30" },
         ];
 
-        const restricted = { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } };
-        const podSecurity = {
-            runAsUser: 999,
-            runAsGroup: 999,
-            fsGroup: 999,
-            runAsNonRoot: true,
-            seccompProfile: { type: "RuntimeDefault" },
-        };
-        const awsCliInit = {
-            name: "aws-cli",
-            image: `public.ecr.aws/aws-cli/aws-cli:${args.awsCliImageTag}`,
-            // Copy v2/ as a new directory: `cp -a` onto the volume's root would try to set the root's
-            // times, which a non-root user may not, and fail the pod.
-            command: ["cp", "-R", "-P", `${AWS_CLI_DIR}/v2`, "/aws-cli/"],
-            resources: { requests: { cpu: "50m", memory: "64Mi" }, limits: { memory: "256Mi" } },
-            securityContext: restricted,
-            volumeMounts: [{ name: "aws-cli", mountPath: "/aws-cli" }],
-        };
         const scratchVolume = (size: string) => ({
             name: "scratch",
             ephemeral: {
@@ -227,69 +209,21 @@ export class Backup extends pulumi.ComponentResource {
             },
         });
 
-        interface JobSpec {
-            cronName: string;
-            labels: Record<string, string>;
-            schedule: string;
-            suspend: boolean;
-            serviceAccountName: pulumi.Output<string>;
-            script: string;
-            env: k8s.types.input.core.v1.EnvVar[];
-            scratch: boolean;
-            memory: string;
-            activeDeadlineSeconds: number;
-        }
-        const cronJob = (spec: JobSpec) => new k8s.batch.v1.CronJob(`${name}-${spec.cronName}`, {
-            // Fixed: users run `kubectl create job --from=cronjob/<name>` from the runbook.
-            metadata: { name: spec.cronName, namespace: args.namespace, labels: spec.labels },
-            spec: {
-                schedule: spec.schedule,
+        const cronJob = (spec: Omit<ScriptCronJobArgs, "namespace" | "timeZone" | "image" | "awsCliImageTag" | "scriptsConfigMap" | "scriptsMount" | "backoffLimit"> & { scratch: boolean }) =>
+            scriptCronJob(`${name}-${spec.cronName}`, {
+                ...spec,
+                namespace: args.namespace,
                 timeZone: args.timeZone,
-                suspend: spec.suspend,
-                // Two dumps at once double the load and race for `latest`.
-                concurrencyPolicy: "Forbid",
-                startingDeadlineSeconds: 3600,
-                successfulJobsHistoryLimit: 3,
-                failedJobsHistoryLimit: 5,
-                jobTemplate: {
-                    metadata: { labels: spec.labels },
-                    spec: {
-                        backoffLimit: 1,
-                        activeDeadlineSeconds: spec.activeDeadlineSeconds,
-                        ttlSecondsAfterFinished: 7 * 24 * 3600,
-                        template: {
-                            metadata: { labels: spec.labels },
-                            spec: {
-                                serviceAccountName: spec.serviceAccountName,
-                                restartPolicy: "Never",
-                                securityContext: podSecurity,
-                                initContainers: [awsCliInit],
-                                containers: [{
-                                    name: spec.cronName,
-                                    image: args.postgresImage,
-                                    command: [`${SCRIPTS_MOUNT}/${spec.script}`],
-                                    env: [...commonEnv, ...spec.env],
-                                    resources: { requests: { cpu: "250m", memory: spec.memory }, limits: { memory: spec.memory } },
-                                    securityContext: restricted,
-                                    volumeMounts: [
-                                        { name: "scripts", mountPath: SCRIPTS_MOUNT, readOnly: true },
-                                        { name: "aws-cli", mountPath: AWS_CLI_DIR, readOnly: true },
-                                        { name: "tmp", mountPath: "/tmp" },
-                                        ...(spec.scratch ? [{ name: "scratch", mountPath: "/scratch" }] : []),
-                                    ],
-                                }],
-                                volumes: [
-                                    { name: "scripts", configMap: { name: scripts.metadata.name, defaultMode: 0o555 } },
-                                    { name: "aws-cli", emptyDir: { sizeLimit: "512Mi" } },
-                                    { name: "tmp", emptyDir: { sizeLimit: "1Gi" } },
-                                    ...(spec.scratch ? [scratchVolume(args.scratchSize)] : []),
-                                ],
-                            },
-                        },
-                    },
-                },
-            },
-        }, { parent: this, dependsOn: [scripts] });
+                image: args.postgresImage,
+                awsCliImageTag: args.awsCliImageTag,
+                scriptsConfigMap: scripts.metadata.name,
+                scriptsMount: SCRIPTS_MOUNT,
+                // One retry: a transient network error is likelier than a repeatable failure.
+                backoffLimit: 1,
+                env: [...commonEnv, ...spec.env],
+                volumes: spec.scratch ? [scratchVolume(args.scratchSize)] : [],
+                volumeMounts: spec.scratch ? [{ name: "scratch", mountPath: "/scratch" }] : [],
+            }, { parent: this, dependsOn: [scripts] });
 
         const sse = [
             { name: "BACKUP_SSE", value: args.encryption },

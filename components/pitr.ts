@@ -5,8 +5,9 @@ import { cronMaxIntervalSeconds } from "./cron";
 import { IrsaRole } from "./irsaRole";
 import { DATA_CLAIM_NAME, roleSecretName } from "./postgres";
 import {
-    archiveEnv, AWS_CLI_DIR, awsCliInitContainer, BASE_BACKUP_PREFIX, REPLICATION_ROLE, RESTRICTED, WAL_PREFIX, WAL_SCRIPTS_CONFIGMAP, WAL_SCRIPTS_MOUNT,
+    archiveEnv, BASE_BACKUP_PREFIX, REPLICATION_ROLE, WAL_PREFIX, WAL_SCRIPTS_CONFIGMAP, WAL_SCRIPTS_MOUNT,
 } from "./walArchive";
+import { scriptCronJob, ScriptCronJobArgs } from "./scriptJobs";
 
 export const BASE_BACKUP_SERVICE_ACCOUNT = "postgres-basebackup";
 export const PITR_SERVICE_ACCOUNT = "postgres-pitr";
@@ -117,73 +118,23 @@ export class PointInTimeRecovery extends pulumi.ComponentResource {
             },
         };
 
-        interface JobSpec {
-            cronName: string;
-            labels: Record<string, string>;
-            schedule: string;
-            suspend: boolean;
-            serviceAccount: k8s.core.v1.ServiceAccount;
-            script: string;
-            env: k8s.types.input.core.v1.EnvVar[];
-            volumes: k8s.types.input.core.v1.Volume[];
-            mounts: k8s.types.input.core.v1.VolumeMount[];
-            memory: string;
-            activeDeadlineSeconds: number;
-        }
-        const cronJob = (spec: JobSpec) => new k8s.batch.v1.CronJob(`${name}-${spec.cronName}`, {
-            // Fixed: the runbook runs `kubectl create job --from=cronjob/<name>`.
-            metadata: { name: spec.cronName, namespace: args.namespace, labels: spec.labels },
-            spec: {
-                schedule: spec.schedule,
+        const cronJob = (spec: Omit<ScriptCronJobArgs, "namespace" | "timeZone" | "image" | "awsCliImageTag" | "scriptsConfigMap" | "scriptsMount" | "backoffLimit" | "serviceAccountName"> & { serviceAccount: k8s.core.v1.ServiceAccount }) =>
+            scriptCronJob(`${name}-${spec.cronName}`, {
+                ...spec,
+                namespace: args.namespace,
                 timeZone: args.timeZone,
-                suspend: spec.suspend,
-                concurrencyPolicy: "Forbid",
-                startingDeadlineSeconds: 3600,
-                successfulJobsHistoryLimit: 3,
-                failedJobsHistoryLimit: 5,
-                jobTemplate: {
-                    metadata: { labels: spec.labels },
-                    spec: {
-                        backoffLimit: 0,
-                        activeDeadlineSeconds: spec.activeDeadlineSeconds,
-                        ttlSecondsAfterFinished: 7 * 24 * 3600,
-                        template: {
-                            metadata: { labels: spec.labels },
-                            spec: {
-                                serviceAccountName: spec.serviceAccount.metadata.name,
-                                automountServiceAccountToken: true,
-                                restartPolicy: "Never",
-                                securityContext: { runAsUser: 999, runAsGroup: 999, fsGroup: 999, runAsNonRoot: true, seccompProfile: { type: "RuntimeDefault" } },
-                                initContainers: [awsCliInitContainer(args.awsCliImageTag, "aws-cli")],
-                                containers: [{
-                                    name: spec.cronName,
-                                    image: args.postgresImage,
-                                    command: [`${WAL_SCRIPTS_MOUNT}/${spec.script}`],
-                                    env: [...archiveEnv(args.bucket, args.encryption, args.region), ...spec.env],
-                                    resources: { requests: { cpu: "250m", memory: spec.memory }, limits: { memory: spec.memory } },
-                                    securityContext: RESTRICTED,
-                                    volumeMounts: [
-                                        { name: "scripts", mountPath: WAL_SCRIPTS_MOUNT, readOnly: true },
-                                        { name: "aws-cli", mountPath: AWS_CLI_DIR, readOnly: true },
-                                        { name: "tmp", mountPath: "/tmp" },
-                                        // pg_ctl and the restoring server write their lock files here.
-                                        { name: "run", mountPath: "/var/run/postgresql" },
-                                        ...spec.mounts,
-                                    ],
-                                }],
-                                volumes: [
-                                    { name: "scripts", configMap: { name: WAL_SCRIPTS_CONFIGMAP, defaultMode: 0o555 } },
-                                    { name: "aws-cli", emptyDir: { sizeLimit: "512Mi" } },
-                                    { name: "tmp", emptyDir: { sizeLimit: "1Gi" } },
-                                    { name: "run", emptyDir: {} },
-                                    ...spec.volumes,
-                                ],
-                            },
-                        },
-                    },
-                },
-            },
-        }, { parent: this });
+                image: args.postgresImage,
+                awsCliImageTag: args.awsCliImageTag,
+                scriptsConfigMap: WAL_SCRIPTS_CONFIGMAP,
+                scriptsMount: WAL_SCRIPTS_MOUNT,
+                serviceAccountName: spec.serviceAccount.metadata.name,
+                // No retry: a second base backup or restore attempt only repeats the failure's load.
+                backoffLimit: 0,
+                env: [...archiveEnv(args.bucket, args.encryption, args.region), ...spec.env],
+                // pg_ctl and the restoring server write their lock files in /var/run/postgresql.
+                volumes: [{ name: "run", emptyDir: {} }, ...(spec.volumes ?? [])],
+                volumeMounts: [{ name: "run", mountPath: "/var/run/postgresql" }, ...(spec.volumeMounts ?? [])],
+            }, { parent: this });
 
         const baseBackup = cronJob({
             cronName: "postgres-basebackup",
@@ -194,8 +145,6 @@ export class PointInTimeRecovery extends pulumi.ComponentResource {
             script: "base-backup.sh",
             // A spread checkpoint: no I/O spike on the primary; the backup starts within checkpoint_timeout.
             env: [...serverEnv, { name: "BASEBACKUP_CHECKPOINT", value: "spread" }],
-            volumes: [],
-            mounts: [],
             memory: "256Mi",
             activeDeadlineSeconds: 12 * 3600,
         });
@@ -218,7 +167,7 @@ export class PointInTimeRecovery extends pulumi.ComponentResource {
             // The restored server stays up four hours for inspection and export (kubectl exec, psql).
             env: [...restoreEnv("throwaway", "/scratch/pgdata"), { name: "RESTORE_HOLD_SECONDS", value: String(4 * 3600) }],
             volumes: [scratch],
-            mounts: [scratchMount],
+            volumeMounts: [scratchMount],
             memory: "1Gi",
             activeDeadlineSeconds: 24 * 3600,
         });
@@ -232,7 +181,7 @@ export class PointInTimeRecovery extends pulumi.ComponentResource {
             // The StatefulSet's own claim (scaled to 0 first: the volume attaches to one node).
             env: restoreEnv("in-place", `${DATA_MOUNT}/pgdata`),
             volumes: [scratch, { name: "data", persistentVolumeClaim: { claimName: DATA_CLAIM_NAME } }],
-            mounts: [scratchMount, { name: "data", mountPath: DATA_MOUNT }],
+            volumeMounts: [scratchMount, { name: "data", mountPath: DATA_MOUNT }],
             memory: "1Gi",
             activeDeadlineSeconds: 24 * 3600,
         });
@@ -252,7 +201,7 @@ export class PointInTimeRecovery extends pulumi.ComponentResource {
                 { name: "VERIFY_MAX_BASE_BACKUP_AGE_HOURS", value: String(maxAgeHours) },
             ],
             volumes: [scratch],
-            mounts: [scratchMount],
+            volumeMounts: [scratchMount],
             memory: "1Gi",
             activeDeadlineSeconds: 12 * 3600,
         });

@@ -8,6 +8,7 @@ import { DatabaseRole } from "./databaseRoles";
 import { IrsaRole } from "./irsaRole";
 import { PostgresPodExtras, SUPERUSER } from "./postgres";
 import { PrefixExpiration } from "./secureBucket";
+import { AWS_CLI_DIR, awsCliInitContainer, RESTRICTED } from "./scriptJobs";
 
 /** Key prefixes of the point-in-time recovery data: WAL files and base backups, apart from the logical dumps. */
 export const WAL_PREFIX = "wal";
@@ -63,7 +64,6 @@ export const WAL_SCRIPTS_CONFIGMAP = "postgres-wal-scripts";
 const SCRIPTS_DIR = path.join(__dirname, "wal", "scripts");
 const HBA_FILE = "pg_hba.conf";
 /** The aws-cli image's installation, copied into a volume mounted at the same path (absolute symlinks). */
-export const AWS_CLI_DIR = "/usr/local/aws-cli";
 export const AWS_CLI = `${AWS_CLI_DIR}/v2/current/bin/aws`;
 
 /** The scripts (run as they are by the tests) and the pod's pg_hba.conf, as the ConfigMap holds them. */
@@ -108,20 +108,6 @@ export function walArchivePolicy(bucketArn: string, kmsKeyArn?: string): string 
     });
 }
 
-/** The init container that copies the pinned AWS CLI v2 into a volume: nothing installed in the postgres image. */
-export function awsCliInitContainer(imageTag: string, volume: string): k8s.types.input.core.v1.Container {
-    return {
-        name: "aws-cli",
-        image: `public.ecr.aws/aws-cli/aws-cli:${imageTag}`,
-        // A new directory on the volume: `cp -a` onto the volume's root fails as non-root.
-        command: ["cp", "-R", "-P", `${AWS_CLI_DIR}/v2`, "/aws-cli/"],
-        resources: { requests: { cpu: "50m", memory: "64Mi" }, limits: { memory: "256Mi" } },
-        securityContext: RESTRICTED,
-        volumeMounts: [{ name: volume, mountPath: "/aws-cli" }],
-    };
-}
-
-export const RESTRICTED = { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } };
 
 /** What every WAL script needs to reach the archive. */
 export function archiveEnv(bucket: BackupBucket, encryption: "aws:kms" | "AES256", region: string): k8s.types.input.core.v1.EnvVar[] {

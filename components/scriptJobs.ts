@@ -1,0 +1,114 @@
+// What every script job of the platform (logical backups, base backups, restores, verifies) shares:
+// the postgres image running a script from a ConfigMap, with the pinned AWS CLI copied in by an init
+// container, under the restricted Pod Security Standard. One definition, so a hardening change
+// reaches every job.
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+
+/** Where the AWS CLI v2 image keeps its installation, and where the jobs mount their copy of it. */
+export const AWS_CLI_DIR = "/usr/local/aws-cli";
+
+export const RESTRICTED = { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } };
+
+/** The official postgres image's postgres user; fsGroup makes mounted volumes writable to it. */
+export const POD_SECURITY = {
+    runAsUser: 999,
+    runAsGroup: 999,
+    fsGroup: 999,
+    runAsNonRoot: true,
+    seccompProfile: { type: "RuntimeDefault" },
+};
+
+/** The init container that copies the pinned AWS CLI v2 into a volume: nothing installed in the postgres image. */
+export function awsCliInitContainer(imageTag: string, volume: string): k8s.types.input.core.v1.Container {
+    return {
+        name: "aws-cli",
+        image: `public.ecr.aws/aws-cli/aws-cli:${imageTag}`,
+        // A new directory on the volume: `cp -a` onto the volume's root would try to set the root's
+        // times, which a non-root user may not, and fail the pod.
+        command: ["cp", "-R", "-P", `${AWS_CLI_DIR}/v2`, "/aws-cli/"],
+        resources: { requests: { cpu: "50m", memory: "64Mi" }, limits: { memory: "256Mi" } },
+        securityContext: RESTRICTED,
+        volumeMounts: [{ name: volume, mountPath: "/aws-cli" }],
+    };
+}
+
+export interface ScriptCronJobArgs {
+    /** Fixed: the runbooks run `kubectl create job --from=cronjob/<name>`. Also the container's name. */
+    cronName: string;
+    namespace: pulumi.Input<string>;
+    labels: Record<string, string>;
+    schedule: string;
+    timeZone: string;
+    suspend: boolean;
+    /** 0 where a retry could do harm or only repeats a failure; 1 where a transient error is likely. */
+    backoffLimit: number;
+    activeDeadlineSeconds: number;
+    serviceAccountName: pulumi.Input<string>;
+    image: string;
+    awsCliImageTag: string;
+    scriptsConfigMap: pulumi.Input<string>;
+    scriptsMount: string;
+    script: string;
+    env: k8s.types.input.core.v1.EnvVar[];
+    memory: string;
+    volumes?: k8s.types.input.core.v1.Volume[];
+    volumeMounts?: k8s.types.input.core.v1.VolumeMount[];
+}
+
+/** A CronJob that runs one of the platform's scripts in the server's image. */
+export function scriptCronJob(resourceName: string, args: ScriptCronJobArgs, opts: pulumi.CustomResourceOptions): k8s.batch.v1.CronJob {
+    return new k8s.batch.v1.CronJob(resourceName, {
+        metadata: { name: args.cronName, namespace: args.namespace, labels: args.labels },
+        spec: {
+            schedule: args.schedule,
+            timeZone: args.timeZone,
+            suspend: args.suspend,
+            // Two runs at once double the load and race each other (a manual run still can: the
+            // scripts themselves never let one run touch another's objects).
+            concurrencyPolicy: "Forbid",
+            startingDeadlineSeconds: 3600,
+            successfulJobsHistoryLimit: 3,
+            failedJobsHistoryLimit: 5,
+            jobTemplate: {
+                metadata: { labels: args.labels },
+                spec: {
+                    backoffLimit: args.backoffLimit,
+                    activeDeadlineSeconds: args.activeDeadlineSeconds,
+                    ttlSecondsAfterFinished: 7 * 24 * 3600,
+                    template: {
+                        metadata: { labels: args.labels },
+                        spec: {
+                            serviceAccountName: args.serviceAccountName,
+                            // No Kubernetes API token (the ServiceAccounts turn it off): the EKS pod
+                            // identity webhook mounts the IRSA web identity token on its own.
+                            restartPolicy: "Never",
+                            securityContext: POD_SECURITY,
+                            initContainers: [awsCliInitContainer(args.awsCliImageTag, "aws-cli")],
+                            containers: [{
+                                name: args.cronName,
+                                image: args.image,
+                                command: [`${args.scriptsMount}/${args.script}`],
+                                env: args.env,
+                                resources: { requests: { cpu: "250m", memory: args.memory }, limits: { memory: args.memory } },
+                                securityContext: RESTRICTED,
+                                volumeMounts: [
+                                    { name: "scripts", mountPath: args.scriptsMount, readOnly: true },
+                                    { name: "aws-cli", mountPath: AWS_CLI_DIR, readOnly: true },
+                                    { name: "tmp", mountPath: "/tmp" },
+                                    ...(args.volumeMounts ?? []),
+                                ],
+                            }],
+                            volumes: [
+                                { name: "scripts", configMap: { name: args.scriptsConfigMap, defaultMode: 0o555 } },
+                                { name: "aws-cli", emptyDir: { sizeLimit: "512Mi" } },
+                                { name: "tmp", emptyDir: { sizeLimit: "1Gi" } },
+                                ...(args.volumes ?? []),
+                            ],
+                        },
+                    },
+                },
+            },
+        },
+    }, opts);
+}
