@@ -3,7 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { ResourceSpec } from "../config";
 import { IrsaRole } from "./irsaRole";
-import { exposureValues, ExposureValues, schedulingValues, servicePort, trackingPortRules } from "./mlflowExposure";
+import { ExposureSettings, exposureValues, ExposureValues, schedulingValues, servicePort, trackingPortRules } from "./mlflowExposure";
 import { SecureBucket } from "./secureBucket";
 
 export const MLFLOW_CHART = {
@@ -88,7 +88,8 @@ export interface MlflowMetrics {
 /** The directory --expose-prometheus keeps its multiprocess metrics in (the chart's choice). */
 const METRICS_DIR = "/mlflow/metrics";
 
-export interface MlflowArgs {
+/** How MLflow is exposed (mode, public host, TLS, source ranges) plus what it runs on. */
+export interface MlflowArgs extends Omit<ExposureSettings, "releaseName"> {
     /** Namespace created for MLflow; part of its DNS name, so fixed. */
     namespace: string;
     replicas: number;
@@ -102,13 +103,6 @@ export interface MlflowArgs {
     auth: boolean;
     /** Namespaces whose pods may reach the tracking port; index.ts adds e.g. the Prometheus's. */
     clientNamespaces: string[];
-    exposure: "none" | "loadBalancer" | "ingress";
-    /** Public DNS name when exposed. */
-    host?: string;
-    ingressClassName?: string;
-    ingressTlsSecretName?: string;
-    tlsCertificateArn?: string;
-    loadBalancerSourceRanges: string[];
     /** The VPC's public subnets, where load balancers live: admitted to the tracking port when exposed. */
     publicSubnetCidrs: pulumi.Input<string[]>;
     /** The PostgreSQL component's outputs, wired through, never retyped. */
