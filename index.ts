@@ -150,6 +150,7 @@ if (watched) {
         backupSchedule: config.backup.schedule,
         verifySchedule: config.backup.verifySchedule,
         verifySuspended: config.backup.verifySuspended,
+        archiveTimeoutSeconds: config.backup.archiveTimeoutSeconds,
         extraNamespaces: monitoring ? [config.monitoring.namespace] : [],
         runbookBaseUrl: config.monitoring.runbookBaseUrl,
         crds: monitoring?.release,

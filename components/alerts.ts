@@ -201,6 +201,8 @@ export interface AlertsArgs {
     backupSchedule: string;
     verifySchedule: string;
     verifySuspended: boolean;
+    /** PostgreSQL's archive_timeout (backup.archiveTimeoutSeconds): the WAL archive's expected pace. */
+    archiveTimeoutSeconds: number;
     /** Namespaces watched beside the database's and MLflow's (the monitoring stack installed here). */
     extraNamespaces: string[];
     runbookBaseUrl: string;
@@ -208,8 +210,13 @@ export interface AlertsArgs {
     crds?: pulumi.Resource;
 }
 
-/** No WAL archived for 15 archive_timeouts (60 s by default) while rows were written. */
-const WAL_ARCHIVE_MAX_AGE_SECONDS = 900;
+/**
+ * How long no WAL may reach the archive while rows are written: 15 archive_timeouts (15 min at the
+ * default 60 s), so a slow upload or a busy moment never pages, a stuck archiver always does.
+ */
+export function walArchiveMaxAgeSeconds(archiveTimeoutSeconds: number): number {
+    return 15 * archiveTimeoutSeconds;
+}
 
 /** The platform's alerts as a PrometheusRule for the Prometheus Operator. */
 export class Alerts extends pulumi.ComponentResource {
@@ -231,7 +238,7 @@ export class Alerts extends pulumi.ComponentResource {
                 restoreCronJob,
                 backupMaxAgeSeconds: backupMaxAgeSeconds(args.backupSchedule, BACKUP_JOB_DEADLINE_SECONDS),
                 verifyMaxAgeSeconds: args.verifySuspended ? undefined : verifyMaxAgeSeconds(args.verifySchedule),
-                walArchiveMaxAgeSeconds: WAL_ARCHIVE_MAX_AGE_SECONDS,
+                walArchiveMaxAgeSeconds: walArchiveMaxAgeSeconds(args.archiveTimeoutSeconds),
                 runbookBaseUrl: args.runbookBaseUrl,
             }));
         const rule = new k8s.apiextensions.CustomResource(`${name}-rules`, {

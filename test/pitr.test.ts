@@ -146,6 +146,18 @@ describe("PITR configuration", () => {
         assert.deepEqual(names(after), names(before));
         assert.deepEqual(one(after, "aws:s3/bucket:Bucket", "backup-store-bucket").inputs, one(before, "aws:s3/bucket:Bucket", "backup-store-bucket").inputs);
     });
+
+    it("the WAL-archiving-behind alert follows archive_timeout (15 of them), so a slower archive pace does not page", async () => {
+        const behind = (ev: EvaluatedResource[] | any) => {
+            const rule = all(ev, "kubernetes:monitoring.coreos.com/v1:PrometheusRule")[0];
+            const rules = rule.inputs.spec.groups.flatMap((g: any) => g.rules);
+            return rules.find((r: any) => r.alert === "PostgresWalArchivingBehind").expr as string;
+        };
+        assert.match(behind(await stack("dev")), /pg_stat_archiver_last_archive_age\{[^}]*\}\) > 900\)/);
+        const slow = await stack("dev", { "mlflow-platform:backup": { ...devBackup(), archiveTimeoutSeconds: 300 } });
+        assert.match(behind(slow), /pg_stat_archiver_last_archive_age\{[^}]*\}\) > 4500\)/);
+        assert.match(behind(slow), /\[75m\]/);
+    });
 });
 
 function devBackup(): Record<string, unknown> {
