@@ -1,12 +1,12 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import * as fs from "fs";
 import * as path from "path";
 import { BackupBucket } from "./backupStore";
 import { quantityBytes } from "../config";
 import { IrsaRole } from "./irsaRole";
 import { PrefixExpiration } from "./secureBucket";
-import { AWS_CLI_DIR, scriptCronJob, ScriptCronJobArgs } from "./scriptJobs";
+import { shellScripts } from "./assets";
+import { AWS_CLI_DIR, scriptCronJob, ScriptCronJobArgs, scratchVolume } from "./scriptJobs";
 
 export interface BackupArgs {
     /** The bucket the dumps go to (a BackupStore, built before the database). */
@@ -91,8 +91,7 @@ export function backupMemoryMi(storageBytes: number): number {
 
 /** Every script the pods run, read from the repo: the same files the tests execute. */
 export function backupScripts(): Record<string, string> {
-    const files = fs.readdirSync(SCRIPTS_DIR).filter((f) => f.endsWith(".sh")).sort();
-    return Object.fromEntries(files.map((f) => [f, fs.readFileSync(path.join(SCRIPTS_DIR, f), "utf8")]));
+    return shellScripts(SCRIPTS_DIR);
 }
 
 /**
@@ -196,19 +195,6 @@ export class Backup extends pulumi.ComponentResource {
             { name: "PGCONNECT_TIMEOUT", value: "30" },
         ];
 
-        const scratchVolume = (size: string) => ({
-            name: "scratch",
-            ephemeral: {
-                volumeClaimTemplate: {
-                    spec: {
-                        accessModes: ["ReadWriteOnce"],
-                        storageClassName: args.scratchStorageClassName,
-                        resources: { requests: { storage: size } },
-                    },
-                },
-            },
-        });
-
         const cronJob = (spec: Omit<ScriptCronJobArgs, "namespace" | "timeZone" | "image" | "awsCliImageTag" | "scriptsConfigMap" | "scriptsMount" | "backoffLimit"> & { scratch: boolean }) =>
             scriptCronJob(`${name}-${spec.cronName}`, {
                 ...spec,
@@ -221,7 +207,7 @@ export class Backup extends pulumi.ComponentResource {
                 // One retry: a transient network error is likelier than a repeatable failure.
                 backoffLimit: 1,
                 env: [...commonEnv, ...spec.env],
-                volumes: spec.scratch ? [scratchVolume(args.scratchSize)] : [],
+                volumes: spec.scratch ? [scratchVolume(args.scratchStorageClassName, args.scratchSize)] : [],
                 volumeMounts: spec.scratch ? [{ name: "scratch", mountPath: "/scratch" }] : [],
             }, { parent: this, dependsOn: [scripts] });
 

@@ -1,8 +1,10 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import * as crypto from "crypto";
-import * as fs from "fs";
 import * as path from "path";
+import { sha256, shellScripts } from "./assets";
+
+/** init-db.sh (first init, in the pod) and reconcile-roles.sh (every update, in the Job). */
+export const POSTGRES_SCRIPTS_DIR = path.join(__dirname, "postgres", "scripts");
 
 /**
  * A database role another component needs (the metrics exporter, base backups). Everything not
@@ -102,13 +104,6 @@ export function extraRolesSql(roles: DatabaseRole[]): string {
     return [...head, ...checks, ...blocks, ""].join("\n");
 }
 
-function sha256(text: string): string {
-    return crypto.createHash("sha256").update(text).digest("hex");
-}
-
-function script(file: string): string {
-    return fs.readFileSync(path.join(__dirname, "postgres", "scripts", file), "utf8");
-}
 
 export const ROLE_RECONCILE_POD_LABELS = {
     "app.kubernetes.io/name": "postgres",
@@ -148,8 +143,7 @@ export class RoleReconcile extends pulumi.ComponentResource {
 
     constructor(name: string, args: RoleReconcileArgs, opts?: pulumi.ComponentResourceOptions) {
         super("platform:index:RoleReconcile", name, {}, opts);
-        const initDb = script("init-db.sh");
-        const reconcile = script("reconcile-roles.sh");
+        const { "init-db.sh": initDb, "reconcile-roles.sh": reconcile } = shellScripts(POSTGRES_SCRIPTS_DIR);
         const rolesSql = extraRolesSql(args.roles);
         const scripts = new k8s.core.v1.ConfigMap(`${name}-scripts`, {
             metadata: { namespace: args.namespace },

@@ -7,7 +7,7 @@ import { DATA_CLAIM_NAME, roleSecretName } from "./postgres";
 import {
     archiveEnv, BASE_BACKUP_PREFIX, REPLICATION_ROLE, WAL_PREFIX, WAL_SCRIPTS_CONFIGMAP, WAL_SCRIPTS_MOUNT,
 } from "./walArchive";
-import { scriptCronJob, ScriptCronJobArgs } from "./scriptJobs";
+import { scriptCronJob, ScriptCronJobArgs, scratchVolume } from "./scriptJobs";
 
 export const BASE_BACKUP_SERVICE_ACCOUNT = "postgres-basebackup";
 export const PITR_SERVICE_ACCOUNT = "postgres-pitr";
@@ -109,14 +109,7 @@ export class PointInTimeRecovery extends pulumi.ComponentResource {
             secretEnv("PGUSER", "username"),
             secretEnv("PGPASSWORD", "password"),
         ];
-        const scratch = {
-            name: "scratch",
-            ephemeral: {
-                volumeClaimTemplate: {
-                    spec: { accessModes: ["ReadWriteOnce"], storageClassName: args.scratchStorageClassName, resources: { requests: { storage: args.scratchSize } } },
-                },
-            },
-        };
+        const scratch = scratchVolume(args.scratchStorageClassName, args.scratchSize);
 
         const cronJob = (spec: Omit<ScriptCronJobArgs, "namespace" | "timeZone" | "image" | "awsCliImageTag" | "scriptsConfigMap" | "scriptsMount" | "backoffLimit" | "serviceAccountName"> & { serviceAccount: k8s.core.v1.ServiceAccount }) =>
             scriptCronJob(`${name}-${spec.cronName}`, {

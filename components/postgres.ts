@@ -1,11 +1,9 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
-import * as crypto from "crypto";
-import * as fs from "fs";
-import * as path from "path";
 import { quantityBytes, ResourceSpec } from "../config";
-import { DatabaseRole, RoleReconcile, ROLE_RECONCILE_POD_LABELS, validateRoles } from "./databaseRoles";
+import { sha256, shellScripts } from "./assets";
+import { DatabaseRole, POSTGRES_SCRIPTS_DIR, RoleReconcile, ROLE_RECONCILE_POD_LABELS, validateRoles } from "./databaseRoles";
 
 export { DatabaseRole } from "./databaseRoles";
 
@@ -174,14 +172,6 @@ export function volumeTemplateSize(args: Pick<PostgresArgs, "storageSize" | "pre
     return args.previousStorageSizes?.[0] ?? args.storageSize;
 }
 
-/** Reads a file that ships with the program (scripts mounted into pods). */
-export function asset(...parts: string[]): string {
-    return fs.readFileSync(path.join(__dirname, ...parts), "utf8");
-}
-
-function sha256(text: string): string {
-    return crypto.createHash("sha256").update(text).digest("hex");
-}
 
 /**
  * A single-primary PostgreSQL: a StatefulSet of one pod on its own EBS volume, reached through a
@@ -266,7 +256,7 @@ export class Postgres extends pulumi.ComponentResource {
         const extras = mergePodExtras(args.podExtras ?? []);
         const prerequisites = extras.namespaced(namespace);
         const conf = postgresConf(args.resources.memoryLimit, args.maxConnections, extras.settings);
-        const initScript = asset("postgres", "scripts", "init-db.sh");
+        const initScript = shellScripts(POSTGRES_SCRIPTS_DIR)["init-db.sh"];
         const config = new k8s.core.v1.ConfigMap(`${name}-config`, {
             metadata: { namespace },
             data: { "postgresql.conf": conf },

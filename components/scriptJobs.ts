@@ -33,6 +33,21 @@ export function awsCliInitContainer(imageTag: string, volume: string): k8s.types
     };
 }
 
+/**
+ * A job's scratch space: an ephemeral claim that lives and dies with its pod. Its StorageClass must
+ * reclaim with Delete, or every run leaves a released EBS volume behind.
+ */
+export function scratchVolume(storageClassName: pulumi.Input<string>, size: string): k8s.types.input.core.v1.Volume {
+    return {
+        name: "scratch",
+        ephemeral: {
+            volumeClaimTemplate: {
+                spec: { accessModes: ["ReadWriteOnce"], storageClassName, resources: { requests: { storage: size } } },
+            },
+        },
+    };
+}
+
 export interface ScriptCronJobArgs {
     /** Fixed: the runbooks run `kubectl create job --from=cronjob/<name>`. Also the container's name. */
     cronName: string;

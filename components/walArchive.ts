@@ -1,6 +1,5 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import * as fs from "fs";
 import * as path from "path";
 import { BackupBucket } from "./backupStore";
 import { cronMaxIntervalSeconds } from "./cron";
@@ -9,6 +8,7 @@ import { IrsaRole } from "./irsaRole";
 import { PostgresPodExtras, SUPERUSER } from "./postgres";
 import { PrefixExpiration } from "./secureBucket";
 import { AWS_CLI_DIR, awsCliInitContainer, RESTRICTED } from "./scriptJobs";
+import { shellScripts } from "./assets";
 
 /** Key prefixes of the point-in-time recovery data: WAL files and base backups, apart from the logical dumps. */
 export const WAL_PREFIX = "wal";
@@ -68,8 +68,7 @@ export const AWS_CLI = `${AWS_CLI_DIR}/v2/current/bin/aws`;
 
 /** The scripts (run as they are by the tests) and the pod's pg_hba.conf, as the ConfigMap holds them. */
 export function walScripts(): Record<string, string> {
-    const files = fs.readdirSync(SCRIPTS_DIR).filter((f) => f.endsWith(".sh")).sort();
-    return { ...Object.fromEntries(files.map((f) => [f, fs.readFileSync(path.join(SCRIPTS_DIR, f), "utf8")])), [HBA_FILE]: pgHbaConf() };
+    return { ...shellScripts(SCRIPTS_DIR), [HBA_FILE]: pgHbaConf() };
 }
 
 /**
