@@ -434,6 +434,30 @@ describe("backup.sh / restore.sh / verify.sh (real PostgreSQL 15 + moto S3)", ()
         } finally { await lock.release(); }
       });
 
+      test("a TERM that also ends the worker's subshells leaves one status line, FAILED, never OK", async () => {
+        // Subshells inherit the worker's EXIT trap and ran it when the supervisor's TERM reached
+        // them: a killed run logged "backup OK" lines (seen under load). lib.sh is shared by
+        // backup.sh, restore.sh and verify.sh; this worker has such a subshell when the TERM comes.
+        const dir = makeTempDir("lib-term");
+        const file = path.join(dir, "job.sh");
+        fs.writeFileSync(file, [
+          "#!/usr/bin/env bash", "set -Eeuo pipefail", `. ${JSON.stringify(path.join(SCRIPTS, "lib.sh"))}`,
+          "cleanup() { :; }", "install_traps", 'log "started"',
+          "x=$(sleep 60) &", "sleep 60", ""].join("\n"));
+        try {
+          const child = spawn("bash", [file], { stdio: ["ignore", "pipe", "pipe"] });
+          let stderr = "";
+          child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+          const exited = new Promise<number | null>((r) => child.once("close", (code) => r(code)));
+          for (let i = 0; i < 200 && !stderr.includes("started"); i++) await sleep(50);
+          await sleep(300); // the subshell is up
+          child.kill("SIGTERM");
+          assert.equal(await exited, 143, stderr);
+          const status = stderr.split("\n").filter((l) => / job (OK|FAILED)/.test(l));
+          assert.deepEqual(status.map((l) => l.replace(/^\S+ /, "")), ["job: job FAILED: terminated by SIGTERM"], stderr);
+        } finally { fs.rmSync(dir, { recursive: true, force: true }); }
+      });
+
       test("SIGTERM while pg_dump waits for a lock: FAILED: terminated within seconds, children killed, objects deleted", async () => {
         const lock = await holdLock("locky2", "experiments");
         try {

@@ -94,6 +94,10 @@ require_env() {
 _finish() {
   local rc=$?
   trap - EXIT ERR
+  # Subshells inherit this trap and run it when a TERM ends them (seen: a
+  # `$(...)` waiting on its child); only the worker itself cleans up and
+  # reports, or a killed run would log "OK" lines.
+  [[ "$BASHPID" == "$_WORKER_PID" ]] || exit "$rc"
   trap '' TERM INT   # a second signal must not cut the cleanup short
   set +e
   EXIT_CODE=$rc
@@ -107,6 +111,7 @@ _finish() {
 }
 _on_err() { ERR_AT="line $1: $2 (exit $3)"; }
 install_traps() {
+  _WORKER_PID=$BASHPID
   trap '_on_err "$LINENO" "$BASH_COMMAND" "$?"' ERR
   trap _finish EXIT
   # The supervisor forwards TERM/INT to this whole process group: the running
