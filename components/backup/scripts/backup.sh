@@ -141,17 +141,13 @@ claim() {
   CREATED+=("$key")
 }
 claim
-# Off the critical path, now that the run is ours: read latest.json (the
-# conditional write at the end proves it did not change since, or reads it
-# again), and the CLI's version for the manifest.
-read_latest &
-LATEST_READER=$!
-# The v2 installer keeps each version in its own directory: no CLI start needed.
+# The CLI's version for the manifest, from the v2 installer's directory layout
+# (the pods' CLI): `aws --version` would be one more CLI start (~0.4 s of CPU).
 aws_path=$(readlink -f "$(command -v aws)" 2>/dev/null || true)
 if [[ "$aws_path" =~ /v2/([0-9]+\.[0-9]+\.[0-9]+)/ ]]; then
-  echo "aws-cli/${BASH_REMATCH[1]}" >"$WORK/aws-version"
+  AWS_VERSION="aws-cli/${BASH_REMATCH[1]}"
 else
-  aws --version >"$WORK/aws-version" 2>&1 &
+  AWS_VERSION="aws-cli (version not recorded; ${aws_path:-aws})"
 fi
 GLOBALS=$(printf '{"key": %s, "size_bytes": %s, "sha256": "%s"}' "$(json_str "$FINAL/globals.sql")" "$G_BYTES" "$G_SHA")
 log "step=globals bytes=$G_BYTES claimed=s3://$BACKUP_BUCKET/$FINAL/ seconds=$(since "$t")"
@@ -252,7 +248,12 @@ done
 # Belt and braces: S3 must hold exactly the objects this run streamed, each
 # with exactly the bytes we counted. One LIST, compared by PostgreSQL's JSON
 # functions.
+# latest.json is read beside the LIST, after the dump: a CLI start during the
+# dump competes with pg_dump for CPU, and the conditional write at the end
+# proves latest.json did not change since (or reads it again).
 t=$(now_us)
+read_latest &
+LATEST_READER=$!
 got=$(aws s3api list-objects-v2 --bucket "$BACKUP_BUCKET" --prefix "$FINAL/" \
   --query 'Contents[].{k: Key, n: Size}' --output json 2>"$WORK/err") \
   || die 1 "cannot list the run's objects under $FINAL/: $(err_of "$WORK/err")"
@@ -274,7 +275,7 @@ t=$(now_us)
 wait "$LATEST_READER" || true
 TOOLS=$(printf '{"pg_dump": %s, "pg_dumpall": %s, "aws": %s}' \
   "$(json_str "$(pg_dump --version)")" "$(json_str "$(pg_dumpall --version)")" \
-  "$(json_str "$(head -n1 "$WORK/aws-version")")")
+  "$(json_str "$AWS_VERSION")")
 FINISHED_AT=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 joined=$(IFS=,; printf '%s' "${DB_JSON[*]}")
 printf '{"format": 2, "run_id": %s, "started_at": "%s", "finished_at": "%s", "snapshot_at": "%s", "server_version": %s, "dumped_by": %s, "tools": %s, "compression": "%s", "sse": %s, "globals": %s, "databases": [%s]}\n' \
