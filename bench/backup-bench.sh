@@ -16,7 +16,9 @@
 #   BENCH_MODES      "random pgbench"   which data sets
 #   BENCH_RANDOM_MB  "256"              target sizes of the random database, MB
 #   BENCH_CODECS     "1"                empty: skip the per-codec compression table
-#   BENCH_SCALES     "70"               pgbench scales (70 = ~1 GB)
+#   BENCH_SCALES     "70"               pgbench scales (70 = ~1 GB, 300 = ~4.5 GB)
+#   BENCH_PG_BINDIR  pg_config --bindir PostgreSQL (server and clients) to measure with;
+#                    bench/debian-postgres.sh provides the deployed 17 here
 #
 # Prints a markdown table. Peak RSS = max over 100 ms samples of the summed
 # RSS of the measured command's whole process tree (ps), i.e. the client
@@ -30,7 +32,10 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 read -r -a MODES <<<"${BENCH_MODES:-random pgbench}"
 read -r -a RANDOM_MB <<<"${BENCH_RANDOM_MB:-256}"
 read -r -a SCALES <<<"${BENCH_SCALES:-70}"
-PG_BIN=$(pg_config --bindir)
+PG_BIN=${BENCH_PG_BINDIR:-$(pg_config --bindir)}
+[[ -x "$PG_BIN/postgres" ]] || { echo "bench: no PostgreSQL in $PG_BIN" >&2; exit 2; }
+# Every client (pg_dump, psql, pgbench, and those backup.sh and restore.sh run) from the same version.
+export PATH="$PG_BIN:$PATH"
 AS_PG=(); [[ $EUID -eq 0 ]] && AS_PG=(runuser -u postgres --)
 SCRIPTS="$ROOT/components/backup/scripts"
 T_BENCH=$EPOCHREALTIME
@@ -259,7 +264,7 @@ for mode in "${MODES[@]}"; do
 done
 
 echo
-echo "Backup benchmark, $(date -u +%Y-%m-%d), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(awk '/MemTotal/ { printf "%.0f GB RAM", $2 / 1048576 }' /proc/meminfo), PostgreSQL $(psql -XAtc 'SHOW server_version' | cut -d' ' -f1), $("$REAL_AWS" --version 2>&1 | cut -d' ' -f1,2), S3 = local moto_server $(python3 -c 'import moto; print(moto.__version__)' 2>/dev/null), pgcrypto=$([[ $HAVE_PGCRYPTO == 1 ]] && echo yes || echo no)"
+echo "Backup benchmark, $(date -u +%Y-%m-%d), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(awk '/MemTotal/ { printf "%.0f GB RAM", $2 / 1048576 }' /proc/meminfo), PostgreSQL $(psql -XAtc 'SHOW server_version' | cut -d' ' -f1) (pg_dump $(pg_dump --version | awk '{ print $3 }')), $("$REAL_AWS" --version 2>&1 | cut -d' ' -f1,2), S3 = local moto_server $(python3 -c 'import moto; print(moto.__version__)' 2>/dev/null), pgcrypto=$([[ $HAVE_PGCRYPTO == 1 ]] && echo yes || echo no)"
 echo
 echo "Fixed overhead (empty database):"
 echo

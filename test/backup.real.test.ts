@@ -1,4 +1,4 @@
-// backup.sh / restore.sh / verify.sh end to end: real PostgreSQL 15, moto S3,
+// backup.sh / restore.sh / verify.sh end to end: real PostgreSQL (15 in CI), moto S3,
 // the scripts run as child processes with the CronJob's environment.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { spawn, spawnSync } from "node:child_process";
 import {
-  assertNoLeftovers, BACKUP_PW, freePort, initDbEnv, makeTempDir, MLFLOW_PW, PG_BIN, REPO, run,
+  assertNoLeftovers, BACKUP_PW, freePort, initDbEnv, makeTempDir, MLFLOW_PW, PG_BIN, PG_MAJOR, REPO, run,
   sleep, sourceInitDb, startMoto, startPg, type PgServer, type RunResult, type S3Server,
 } from "./support/realpg";
 
@@ -24,7 +24,7 @@ interface Manifest {
     contents: { tables: Record<string, number>; large_objects: number } }[];
 }
 
-describe("backup.sh / restore.sh / verify.sh (real PostgreSQL 15 + moto S3)", () => {
+describe(`backup.sh / restore.sh / verify.sh (real PostgreSQL ${PG_MAJOR} + moto S3)`, () => {
   let pg: PgServer;
   let s3: S3Server;
   let shimDir: string;
@@ -174,12 +174,13 @@ describe("backup.sh / restore.sh / verify.sh (real PostgreSQL 15 + moto S3)", ()
     const m = JSON.parse((await s3.get(BUCKET, latest.manifest_key)).toString()) as Manifest;
     assert.equal(m.run_id, GOOD_RUN);
     for (const t of [m.started_at, m.finished_at]) assert.match(t, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
-    assert.match(m.server_version, /^15\./);
-    assert.match(m.tools.pg_dump!, /pg_dump \(PostgreSQL\) 15/);
+    assert.match(m.server_version, new RegExp(`^${PG_MAJOR}\\.`));
+    assert.match(m.tools.pg_dump!, new RegExp(`pg_dump \\(PostgreSQL\\) ${PG_MAJOR}`));
     assert.match(m.tools.aws!, /aws-cli/);
-    // pg_dump 15 has no zstd: the fallback is gzip at level 1, for real.
-    assert.equal((m as unknown as { compression: string }).compression, "gzip:1");
-    assert.match(r.stderr, /step=connect .*pg_dump=15 compression=gzip:1 /);
+    // For real: zstd from pg_dump 16 on, and before that gzip at level 1.
+    const compression = PG_MAJOR >= 16 ? "zstd:3" : "gzip:1";
+    assert.equal((m as unknown as { compression: string }).compression, compression);
+    assert.match(r.stderr, new RegExp(`step=connect .*pg_dump=${PG_MAJOR} compression=${compression} `));
     for (const obj of [m.globals, ...m.databases]) {
       const body = await s3.get(BUCKET, obj.key);
       assert.equal(body.length, obj.size_bytes, obj.key);

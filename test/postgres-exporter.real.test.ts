@@ -18,7 +18,7 @@ import * as path from "node:path";
 import { extraRolesSql, rolePasswordEnv } from "../components/databaseRoles";
 import { roleSecretName } from "../components/postgres";
 import { EXPORTER_ARGS, exporterEnv, METRICS_ROLE } from "../components/postgresMetrics";
-import { assertNoLeftovers, freePort, initDbEnv, makeTempDir, REPO, run, sleep, sourceInitDb, startPg, type PgServer } from "./support/realpg";
+import { assertNoLeftovers, freePort, initDbEnv, makeTempDir, PG_MAJOR, REPO, run, sleep, sourceInitDb, startPg, type PgServer } from "./support/realpg";
 import { usedMetricNames } from "./support/monitoring";
 
 const EXPORTER = "prometheus-postgres-exporter";
@@ -43,7 +43,7 @@ function sidecarEnv(port: number): NodeJS.ProcessEnv {
     return env;
 }
 
-describe("postgres_exporter as the sidecar runs it (real PostgreSQL 15)", { skip: HAS_EXPORTER ? false : `${EXPORTER} is not installed (apt-get install prometheus-postgres-exporter)` }, () => {
+describe(`postgres_exporter as the sidecar runs it (real PostgreSQL ${PG_MAJOR})`, { skip: HAS_EXPORTER ? false : `${EXPORTER} is not installed (apt-get install prometheus-postgres-exporter)` }, () => {
     let pg: PgServer;
     let exporter: ChildProcess | undefined;
     let scrape = "";

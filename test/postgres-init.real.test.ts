@@ -4,10 +4,10 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import {
-  assertNoLeftovers, BACKUP_PW, initDbEnv, MLFLOW_PW, sourceInitDb, startPg, type PgServer,
+  assertNoLeftovers, BACKUP_PW, initDbEnv, MLFLOW_PW, PG_MAJOR, sourceInitDb, startPg, type PgServer,
 } from "./support/realpg";
 
-describe("init-db.sh (real PostgreSQL 15)", () => {
+describe(`init-db.sh (real PostgreSQL ${PG_MAJOR})`, () => {
   let pg: PgServer;
   let firstRun: { status: number; stdout: string; stderr: string };
 

@@ -6,7 +6,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { DatabaseRole, extraRolesSql, rolePasswordEnv } from "../components/databaseRoles";
 import {
-  assertNoLeftovers, initDbEnv, makeTempDir, MLFLOW_PW, REPO, run, sourceInitDb, startPg, type PgServer,
+  assertNoLeftovers, initDbEnv, makeTempDir, MLFLOW_PW, PG_MAJOR, REPO, run, sourceInitDb, startPg, type PgServer,
 } from "./support/realpg";
 
 const SCRIPT = path.join(REPO, "components/postgres/scripts/reconcile-roles.sh");
@@ -21,7 +21,7 @@ UNION ALL SELECT string_agg(format('%s>%s', g.rolname, u.rolname), ' ' ORDER BY 
 UNION ALL SELECT string_agg(format('%s:%s:%s', datname, pg_get_userbyid(datdba), datacl), ' ' ORDER BY datname) FROM pg_database
 UNION ALL SELECT string_agg(format('%s:%s', rolname, setconfig), ' ' ORDER BY rolname) FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole`;
 
-describe("reconcile-roles.sh (real PostgreSQL 15, a database that already holds data)", () => {
+describe(`reconcile-roles.sh (real PostgreSQL ${PG_MAJOR}, a database that already holds data)`, () => {
   let pg: PgServer;
   let dir: string;
 

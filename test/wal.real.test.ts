@@ -7,13 +7,13 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { gunzipSync } from "node:zlib";
 import { walArchiveSettings, WAL_PREFIX } from "../components/walArchive";
-import { assertNoLeftovers, awsEnvFor, makeTempDir, sleep, startMoto, type S3Server } from "./support/realpg";
+import { assertNoLeftovers, awsEnvFor, makeTempDir, PG_MAJOR, sleep, startMoto, type S3Server } from "./support/realpg";
 import { initCluster, runAsPg, startArm, startRelay, waitFor, WAL_SCRIPTS, type Cluster, type Relay } from "./support/walpg";
 
 const BUCKET = "pg-wal-archive";
 const ARCHIVE_TIMEOUT = 2;
 
-describe("archive-wal.sh (real PostgreSQL 15 + moto S3)", { concurrency: true }, () => {
+describe(`archive-wal.sh (real PostgreSQL ${PG_MAJOR} + moto S3)`, { concurrency: true }, () => {
     let s3: S3Server;
     let relay: Relay;
     let scratch: string;

@@ -1,4 +1,6 @@
-// Real PostgreSQL 15 servers and a moto S3 emulator for the script tests.
+// Real PostgreSQL servers and a moto S3 emulator for the script tests. The
+// PostgreSQL is the one `pg_config` on PATH names: Debian's 15 here and in CI;
+// put another version's bin directory first on PATH to run them against it.
 // Every server runs in its own process group so it can be killed as a whole;
 // a process 'exit' hook SIGKILLs whatever is still tracked, and
 // assertNoLeftovers() proves nothing survived.
@@ -10,6 +12,8 @@ import * as path from "node:path";
 
 export const REPO = path.resolve(__dirname, "..", "..");
 export const PG_BIN = spawnSync("pg_config", ["--bindir"], { encoding: "utf8" }).stdout.trim();
+/** Major version of the PostgreSQL under test (the platform deploys 17; CI has 15). */
+export const PG_MAJOR = Number(/\) (\d+)/.exec(spawnSync(path.join(PG_BIN, "postgres"), ["--version"], { encoding: "utf8" }).stdout)?.[1]);
 export const IS_ROOT = process.getuid?.() === 0;
 const PG_USER_IDS = (() => {
   const r = spawnSync("id", ["-u", "postgres"], { encoding: "utf8" });
