@@ -2,7 +2,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import YAML from "yaml";
 import { BACKUP_JOB_DEADLINE_SECONDS } from "./backup";
-import { cronMaxIntervalSeconds } from "./cron";
+import { cronMaxIntervalSeconds } from "../config/cron";
 import { EXPORTER_CONTAINER } from "./postgresMetrics";
 
 /** The platform's objects the alerts watch: fixed names from the components that create them. */

@@ -7,7 +7,7 @@ import { ClusterConfig } from "../config";
 import { IrsaRole } from "./irsaRole";
 import { Network } from "./network";
 
-/** The validated cluster settings (config.ts documents each) plus what the cluster needs from elsewhere. */
+/** The validated cluster settings (config/types.ts documents each) plus what the cluster needs from elsewhere. */
 export interface ClusterArgs extends ClusterConfig {
     /** EKS cluster name; fixed, since kubeconfig contexts and subnet tags carry it. */
     clusterName: string;

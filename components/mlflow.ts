@@ -267,7 +267,7 @@ export class Mlflow extends pulumi.ComponentResource {
                 : { enabled: false },
             extraEnvVars: {
                 AWS_DEFAULT_REGION: args.region,
-                // Per engine and worker process: config.ts holds the product under max_connections.
+                // Per engine and worker process: config/mlflow.ts holds the product under max_connections.
                 MLFLOW_SQLALCHEMYSTORE_POOL_SIZE: String(args.databasePoolSize),
                 MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW: String(args.databaseMaxOverflow),
             },
@@ -281,7 +281,7 @@ export class Mlflow extends pulumi.ComponentResource {
             ingress: exposure.ingress,
             telemetry: { enabled: false },
             ...metrics,
-            // Explicit, not MLflow's default: the connection budget in config.ts counts workers.
+            // Explicit, not MLflow's default: the connection budget in config/sizing.ts counts workers.
             extraArgs: { workers: String(args.workers), ...metrics.extraArgs },
             ...schedulingValues(args.replicas, MLFLOW_POD_LABELS),
         }));

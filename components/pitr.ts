@@ -1,7 +1,7 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { BackupBucket } from "./backupStore";
-import { cronMaxIntervalSeconds } from "./cron";
+import { cronMaxIntervalSeconds } from "../config/cron";
 import { IrsaRole } from "./irsaRole";
 import { DATA_CLAIM_NAME, roleSecretName } from "./postgres";
 import {

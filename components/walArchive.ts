@@ -2,7 +2,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as path from "path";
 import { BackupBucket } from "./backupStore";
-import { cronMaxIntervalSeconds } from "./cron";
+import { cronMaxIntervalSeconds } from "../config/cron";
 import { DatabaseRole } from "./databaseRoles";
 import { IrsaRole } from "./irsaRole";
 import { PostgresPodExtras, SUPERUSER } from "./postgres";

@@ -164,7 +164,7 @@ export const EPHEMERAL_ONLY_LABEL = "platform/ephemeral-volumes-only";
  * In a production stack, nothing that holds data can be deleted by a destroy or a deleted claim:
  * the StorageClass retains volumes, the database StatefulSet and the buckets are protected, the
  * StatefulSet keeps its claims and no bucket is force-destroyable. The program's config refuses
- * these combinations too (config.ts); this catches a program change or a hand-edited state.
+ * these combinations too (config/); this catches a program change or a hand-edited state.
  */
 export function productionDataRetained(r: Resource, productionStacks: string[]): string[] {
     const stack = stackOf(r.urn);

@@ -27,5 +27,5 @@ const out = [
     "];",
     "",
 ].join("\n");
-fs.writeFileSync(path.join(__dirname, "..", "timeZones.ts"), out);
-process.stdout.write(`wrote timeZones.ts: ${sorted.length} names from tzdata ${version}\n`);
+fs.writeFileSync(path.join(__dirname, "..", "config", "timeZones.ts"), out);
+process.stdout.write(`wrote config/timeZones.ts: ${sorted.length} names from tzdata ${version}\n`);

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { alertRuleGroups, backupMaxAgeSeconds, runbookAnchor, verifyMaxAgeSeconds } from "../components/alerts";
-import { cronMaxIntervalSeconds } from "../components/cron";
+import { cronMaxIntervalSeconds } from "../config/cron";
 import { RULE_TARGETS } from "./support/monitoring";
 
 describe("cron schedule intervals (alert thresholds derive from them)", () => {
@@ -16,7 +16,7 @@ describe("cron schedule intervals (alert thresholds derive from them)", () => {
         assert.equal(cronMaxIntervalSeconds("0 2 * * 1-5"), 3 * d, "Friday to Monday");
         assert.equal(cronMaxIntervalSeconds("30 1,13 * * *"), 12 * h);
         assert.equal(cronMaxIntervalSeconds("0 0 1 * *"), 31 * d);
-        assert.equal(cronMaxIntervalSeconds("0 0 1 1 *"), 365 * d);
+        assert.equal(cronMaxIntervalSeconds("0 0 1 1 *"), 366 * d, "across a leap year");
         // Day of month OR day of week when both are restricted (Kubernetes' cron).
         assert.equal(cronMaxIntervalSeconds("0 0 1 * 0"), 7 * d);
     });

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { postgresConf } from "../components/postgres";
-import { cronProblem, didYouMean, isBinaryQuantity, isDns1123Label, isIpv4Cidr, maxConnectionsFor, memoryFor, quantityBytes, rawConfigFrom, RawConfig, TOP_LEVEL_KEYS, validateConfig, WORK_MEM_FLOOR_MIB } from "../config";
+import { cronMaxIntervalSeconds, cronProblem, didYouMean, isBinaryQuantity, isDns1123Label, isIpv4Cidr, maxConnectionsFor, memoryFor, quantityBytes, rawConfigFrom, RawConfig, TOP_LEVEL_KEYS, validateConfig, WORK_MEM_FLOOR_MIB } from "../config";
 import { ADDON_VERSIONS } from "../components/addonVersions";
 import { evaluateStack, EvaluationError } from "../scripts/evaluate";
 
@@ -147,6 +147,24 @@ describe("config: cron schedules as Kubernetes parses them", () => {
             "  0   2 * *   *  ", "0 2 29 2 *", "0 4 31 1-12 *", "0 2 31 2 1",
         ]) assert.equal(cronProblem(ok), undefined, ok);
     });
+    it("gives every schedule it accepts an interval, as the alert thresholds need (one parser for both)", () => {
+        // A second, looser parser used to compute intervals: "@every 1h30m" passed validation and
+        // then failed the program when the alerts were built.
+        for (const ok of [
+            "0 2 * * *", "*/15 1-5 * JAN-MAR mon,fri", "0 0 * * SUN", "5/10 * * * *", "0 0 ? * 1-5", "0 0 1-31/2 * *", "0 0 * Dec *",
+            "@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly", "  0   2 * *   *  ", "0 4 31 1-12 *", "0 2 31 2 1",
+        ]) assert.ok(cronMaxIntervalSeconds(ok) > 0, ok);
+        assert.equal(cronMaxIntervalSeconds("@every 1h30m"), 5400);
+        assert.equal(cronMaxIntervalSeconds("@every 1.5h"), 5400);
+        assert.equal(cronMaxIntervalSeconds("@every 90s"), 90);
+        assert.equal(cronMaxIntervalSeconds("@every 500ms"), 1, "robfig rounds up to a second");
+        assert.equal(cronMaxIntervalSeconds("0 2 29 2 *"), (3 * 365 + 366) * 86_400, "leap days only");
+        assert.equal(cronMaxIntervalSeconds("0 0 */2 * *"), 2 * 86_400, "*/2 restricts the day of month: not a wildcard");
+        assert.equal(cronMaxIntervalSeconds("0 0 1 * */1"), 31 * 86_400, "*/1 still counts as *: the 1st AND any weekday");
+        const stack = validateConfig("dev", { region: "us-east-1", backup: { schedule: "@every 6h", baseBackupSchedule: "@every 12h" } });
+        assert.equal(cronMaxIntervalSeconds(stack.backup.schedule), 6 * 3600);
+    });
+
     it("refuses what ParseStandard refuses, saying why", () => {
         const cases: [string, RegExp][] = [
             ["* * * * 7", /day of week: end of range \(7\) above maximum \(6\)/],

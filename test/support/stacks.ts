@@ -22,7 +22,7 @@ function sourceHash(): string {
             h.update(rel).update(fs.readFileSync(abs));
         }
     };
-    for (const rel of ["index.ts", "config.ts", "cron.ts", "timeZones.ts", "components", "stacks", "scripts/mocks.ts", "scripts/evaluate.ts", "scripts/evaluate-child.ts", "package-lock.json"]) walk(rel);
+    for (const rel of ["index.ts", "config", "components", "stacks", "scripts/mocks.ts", "scripts/evaluate.ts", "scripts/evaluate-child.ts", "package-lock.json"]) walk(rel);
     return h.digest("hex").slice(0, 16);
 }
 

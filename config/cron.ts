@@ -95,31 +95,58 @@ function parseField(text: string, field: Field): ParsedField {
 // Longest month in which a day can fall; 29 for February (leap years come within robfig's 5-year search).
 const DAYS_IN_MONTH = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
+/** Go's time.ParseDuration, in seconds, for a string GO_DURATION accepts. */
+function goDurationSeconds(d: string): number {
+    const unit: Record<string, number> = { ns: 1e-9, us: 1e-6, "µs": 1e-6, "μs": 1e-6, ms: 1e-3, s: 1, m: 60, h: 3600 };
+    let total = 0;
+    for (const [, n, u] of d.matchAll(/([0-9]*\.?[0-9]*)(ns|us|µs|μs|ms|s|m|h)/g)) total += Number(n) * unit[u];
+    return total;
+}
+
+/** What a descriptor stands for as five fields (robfig's parseDescriptor, without its seconds field). */
+const DESCRIPTOR_FIELDS: Record<string, string> = {
+    "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *", "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *",
+};
+
+/** The five fields of a schedule robfig would accept, or the seconds between runs of @every. */
+function parseSchedule(schedule: string): ParsedField[] | number {
+    if (schedule.includes("TZ")) throw new CronError("must not set a time zone in the schedule (use timeZone)");
+    const spec = schedule.trim();
+    if (spec.startsWith("@every ")) {
+        const d = spec.slice("@every ".length).trim();
+        if (!GO_DURATION.test(d)) throw new CronError(`has an @every duration "${d}" that is not a Go duration (e.g. 1h30m)`);
+        // robfig's Every: whole seconds, at least one.
+        return Math.max(1, Math.floor(goDurationSeconds(d)));
+    }
+    if (spec.startsWith("@") && !DESCRIPTORS.includes(spec)) {
+        throw new CronError(`is not a recognized descriptor (${DESCRIPTORS.join(", ")}, @every <duration>)`);
+    }
+    const fields = (DESCRIPTOR_FIELDS[spec] ?? spec).split(/\s+/).filter((f) => f !== "");
+    if (fields.length !== 5) throw new CronError(`has ${fields.length} fields; expected exactly 5 (minute hour day-of-month month day-of-week)`);
+    try {
+        return fields.map((f, i) => parseField(f, FIELDS[i]));
+    } catch (err) {
+        if (err instanceof CronError) throw new CronError(`is not valid: ${err.message} (day of week is 0-6 or SUN-SAT, months 1-12 or JAN-DEC)`);
+        throw err;
+    }
+}
+
 /**
  * Returns why Kubernetes would refuse (or never run) a CronJob schedule, or undefined when it is
  * a schedule the CronJob controller runs. Time zones belong in spec.timeZone: the API server
  * refuses "TZ" in the schedule when timeZone is set, which this program always does.
  */
 export function cronProblem(schedule: string): string | undefined {
-    if (schedule.includes("TZ")) return "must not set a time zone in the schedule (use timeZone)";
-    const spec = schedule.trim();
-    if (spec.startsWith("@")) {
-        if (DESCRIPTORS.includes(spec)) return undefined;
-        if (spec.startsWith("@every ")) {
-            const d = spec.slice("@every ".length).trim();
-            return GO_DURATION.test(d) ? undefined : `has an @every duration "${d}" that is not a Go duration (e.g. 1h30m)`;
-        }
-        return `is not a recognized descriptor (${DESCRIPTORS.join(", ")}, @every <duration>)`;
-    }
-    const fields = spec.split(/\s+/).filter((f) => f !== "");
-    if (fields.length !== 5) return `has ${fields.length} fields; expected exactly 5 (minute hour day-of-month month day-of-week)`;
-    let parsed: ParsedField[];
+    let parsed: ParsedField[] | number;
     try {
-        parsed = fields.map((f, i) => parseField(f, FIELDS[i]));
+        parsed = parseSchedule(schedule);
     } catch (err) {
-        if (err instanceof CronError) return `is not valid: ${err.message} (day of week is 0-6 or SUN-SAT, months 1-12 or JAN-DEC)`;
+        if (err instanceof CronError) return err.message;
         throw err;
     }
+    if (typeof parsed === "number") return undefined;
+    const fields = schedule.trim().split(/\s+/);
     const [, , dom, month, dow] = parsed;
     // robfig's dayMatches: when either day field is * the two must both match (AND), otherwise
     // either may (OR). Only the AND case can leave a schedule with no day at all.
@@ -136,4 +163,39 @@ export function timeZoneProblem(tz: string): string | undefined {
     const sameLetters = TIME_ZONES.find((z) => z.toLowerCase() === tz.toLowerCase());
     if (sameLetters) return `is not an IANA time zone as spelled in the tz database (case matters): did you mean "${sameLetters}"?`;
     return "is not an IANA time zone name (e.g. Etc/UTC, Europe/Berlin)";
+}
+
+/**
+ * The longest gap, in seconds, between two consecutive runs of a schedule cronProblem accepts:
+ * alert thresholds ("no successful backup for more than the schedule's interval + margin") derive
+ * from it rather than from a guess. Found by walking eight years of minutes in UTC (two leap
+ * days: "0 2 29 2 *" is a schedule too); a time zone's
+ * daylight-saving shift can stretch one gap by an hour, which the alert margins cover.
+ */
+export function cronMaxIntervalSeconds(schedule: string): number {
+    const parsed = parseSchedule(schedule);
+    if (typeof parsed === "number") return parsed;
+    const [minute, hour, dom, month, dow] = parsed;
+    const minutes = [...minute.values].sort((a, b) => a - b);
+    const hours = [...hour.values].sort((a, b) => a - b);
+    const start = Date.UTC(2026, 0, 1);
+    let last: number | undefined;
+    let longest = 0;
+    for (let day = 0; day < 8 * 366 + 31; day++) {
+        const d = new Date(start + day * 86_400_000);
+        if (!month.values.has(d.getUTCMonth() + 1)) continue;
+        // robfig's dayMatches: both day fields must match when either is *, otherwise either may.
+        const domOk = dom.values.has(d.getUTCDate());
+        const dowOk = dow.values.has(d.getUTCDay());
+        if (dom.star || dow.star ? !(domOk && dowOk) : !(domOk || dowOk)) continue;
+        for (const h of hours) {
+            for (const m of minutes) {
+                const t = d.getTime() + (h * 60 + m) * 60_000;
+                if (last !== undefined) longest = Math.max(longest, t - last);
+                last = t;
+            }
+        }
+    }
+    if (longest === 0) throw new Error(`schedule "${schedule}" does not run twice within eight years`);
+    return longest / 1000;
 }
