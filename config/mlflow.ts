@@ -1,5 +1,5 @@
 // mlflow.*: the tracking server, its login, exposure and database pools.
-import { bool, int, isDns1123Label, isIpv4Cidr, list, noUnknownKeys, oneOf, Problems, resources, section, str } from "./checks";
+import { bool, cidrWithin, DOCUMENTATION_RANGES, int, isDns1123Label, isIpv4Cidr, list, noUnknownKeys, oneOf, Problems, resources, section, str } from "./checks";
 import { defaultDatabasePool, mlflowPeakConnections, reservedConnections } from "./sizing";
 import { BucketEncryption, ClusterConfig, MlflowConfig, MlflowExposure, PostgresConfig } from "./types";
 
@@ -35,6 +35,10 @@ export function mlflowConfig(p: Problems, raw: unknown, stack: string, postgres:
         loadBalancerSourceRanges: list(p, "mlflow.loadBalancerSourceRanges", m.loadBalancerSourceRanges, [], isIpv4Cidr, "is not an IPv4 CIDR", 0),
         artifactEncryption: oneOf<BucketEncryption>(p, "mlflow.artifactEncryption", m.artifactEncryption, "aws:kms", ["aws:kms", "AES256"]),
     };
+    mlflow.loadBalancerSourceRanges.forEach((cidr, i) => {
+        const doc = DOCUMENTATION_RANGES.find((r) => cidrWithin(cidr, r));
+        if (doc) p.add(`mlflow.loadBalancerSourceRanges[${i}]`, cidr, `is in the documentation range ${doc}, which no real client uses: MLflow would be unreachable; list the egress CIDRs your users reach AWS from (VPN or office)`);
+    });
     if (postgres.namespace === mlflow.namespace) {
         p.add("mlflow.namespace", mlflow.namespace, `must differ from postgres.namespace so the database's NetworkPolicy can tell them apart`);
     }

@@ -90,7 +90,7 @@ describe("config: each rule accepts a good value and names the key of a bad one"
         { key: "mlflow.replicas", good: { mlflow: { replicas: 2 } }, bad: { mlflow: { replicas: 0 } }, shown: "0" },
         { key: "mlflow.namespace", good: { mlflow: { namespace: "tracking" } }, bad: { mlflow: { namespace: "data" } }, shown: '"data"', allowed: /postgres\.namespace/ },
         { key: "mlflow.exposure", good: { mlflow: { exposure: "ingress", host: "mlflow.example.com", ingressClassName: "alb", ingressTlsSecretName: "mlflow-tls" } }, bad: { mlflow: { exposure: "ingress", host: "mlflow.example.com", ingressClassName: "alb" } }, shown: '"ingress"', allowed: /needs exactly one TLS setting/ },
-        { key: "mlflow.loadBalancerSourceRanges", good: { mlflow: { exposure: "loadBalancer", host: "mlflow.example.com", tlsCertificateArn: "arn:aws:acm:us-east-1:123456789012:certificate/0e4c6a1b-1f2e-4c3d-9a8b-7c6d5e4f3a2b", loadBalancerSourceRanges: ["203.0.113.0/24"] } }, bad: { mlflow: { exposure: "loadBalancer", host: "mlflow.example.com", tlsCertificateArn: "arn:aws:acm:us-east-1:123456789012:certificate/0e4c6a1b-1f2e-4c3d-9a8b-7c6d5e4f3a2b" } }, shown: "[]" },
+        { key: "mlflow.loadBalancerSourceRanges", good: { mlflow: { exposure: "loadBalancer", host: "mlflow.example.com", tlsCertificateArn: "arn:aws:acm:us-east-1:123456789012:certificate/0e4c6a1b-1f2e-4c3d-9a8b-7c6d5e4f3a2b", loadBalancerSourceRanges: ["100.24.0.0/16"] } }, bad: { mlflow: { exposure: "loadBalancer", host: "mlflow.example.com", tlsCertificateArn: "arn:aws:acm:us-east-1:123456789012:certificate/0e4c6a1b-1f2e-4c3d-9a8b-7c6d5e4f3a2b" } }, shown: "[]" },
         { key: "mlflow.host", good: {}, bad: { mlflow: { host: "https://mlflow" } }, shown: '"https://mlflow"' },
         { key: "protectData", good: { protectData: true }, bad: { protectData: "yes" }, shown: '"yes"' },
     ];
@@ -281,6 +281,11 @@ describe("config: the public API endpoint lets the operators in", () => {
         for (const doc of ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "203.0.113.64/26", "192.0.2.7/32"]) {
             rejects({ cluster: { publicAccessCidrs: ["100.24.0.0/16", doc] } }, "cluster.publicAccessCidrs[1]", doc, /documentation range .*unreachable; list the egress CIDRs of your VPN or office/);
         }
+    });
+    it("refuses them for MLflow's load balancer too", () => {
+        const lb = { exposure: "loadBalancer", host: "mlflow.example.com", tlsCertificateArn: "arn:aws:acm:us-east-1:123456789012:certificate/0e4c6a1b-1f2e-4c3d-9a8b-7c6d5e4f3a2b" };
+        rejects({ mlflow: { ...lb, loadBalancerSourceRanges: ["100.24.0.0/16", "198.51.100.0/24"] } }, "mlflow.loadBalancerSourceRanges[1]", "198.51.100.0/24", /documentation range 198\.51\.100\.0\/24.*MLflow would be unreachable/);
+        assert.deepEqual(accepts({ mlflow: { ...lb, loadBalancerSourceRanges: ["100.24.0.0/16"] } }).mlflow.loadBalancerSourceRanges, ["100.24.0.0/16"]);
     });
     it("requires the operator's CIDRs in prod and refuses 0.0.0.0/0 there", () => {
         const prod = (cluster: object) => validateConfig("prod", { ...base, protectData: true, cluster });

@@ -10,10 +10,10 @@ import { all, clusterProviderRef, one, policyOf, stack, STACKS, StackName } from
 const CERT = "arn:aws:acm:us-east-1:123456789012:certificate/0e4c6a1b-1f2e-4c3d-9a8b-7c6d5e4f3a2b";
 const M = (key: string) => `mlflow-platform:mlflow.${key}`;
 /** prod behind the AWS Load Balancer Controller: TLS at the ALB with an ACM certificate. */
-const INGRESS_ACM = { [M("exposure")]: "ingress", [M("host")]: "mlflow.example.com", [M("ingressClassName")]: "alb", [M("tlsCertificateArn")]: CERT, [M("loadBalancerSourceRanges")]: ["203.0.113.0/24"] };
+const INGRESS_ACM = { [M("exposure")]: "ingress", [M("host")]: "mlflow.example.com", [M("ingressClassName")]: "alb", [M("tlsCertificateArn")]: CERT, [M("loadBalancerSourceRanges")]: ["100.24.0.0/16"] };
 /** dev behind an in-cluster controller with a TLS Secret (e.g. cert-manager's); its namespace is a client. */
 const INGRESS_SECRET = { [M("exposure")]: "ingress", [M("host")]: "mlflow.dev.example.com", [M("ingressClassName")]: "nginx", [M("ingressTlsSecretName")]: "mlflow-tls", [M("clientNamespaces")]: ["mlflow", "ingress-nginx"] };
-const LOAD_BALANCER = { [M("exposure")]: "loadBalancer", [M("host")]: "mlflow.dev.example.com", [M("tlsCertificateArn")]: CERT, [M("loadBalancerSourceRanges")]: ["203.0.113.0/24", "198.51.100.0/24"] };
+const LOAD_BALANCER = { [M("exposure")]: "loadBalancer", [M("host")]: "mlflow.dev.example.com", [M("tlsCertificateArn")]: CERT, [M("loadBalancerSourceRanges")]: ["100.24.0.0/16", "100.25.0.0/16"] };
 const AUTH_ON = { [M("auth")]: true };
 const AUTH_OFF = { [M("auth")]: false };
 
@@ -183,7 +183,7 @@ describe("mlflow authentication", () => {
 
     it("is required whenever MLflow is exposed", async () => {
         assert.equal(valuesOf(await stack("dev", LOAD_BALANCER)).auth.enabled, true, "on by default when exposed");
-        assert.throws(() => validateConfig("test", { region: "us-east-1", mlflow: { exposure: "loadBalancer", host: "m.example.com", tlsCertificateArn: CERT, loadBalancerSourceRanges: ["203.0.113.0/24"], auth: false } }),
+        assert.throws(() => validateConfig("test", { region: "us-east-1", mlflow: { exposure: "loadBalancer", host: "m.example.com", tlsCertificateArn: CERT, loadBalancerSourceRanges: ["100.24.0.0/16"], auth: false } }),
             /- mlflow\.auth: false must be true with mlflow\.exposure loadBalancer/);
     });
 });
@@ -219,7 +219,7 @@ describe("mlflow network policy", () => {
         assert.equal(rules.length, 2);
         const publicSubnets = all(ev, "aws:ec2/subnet:Subnet").filter((s) => /-public-\d+$/.test(s.name)).map((s) => s.inputs.cidrBlock);
         assert.equal(publicSubnets.length, 2);
-        assert.deepEqual(rules[1].from.map((f: { ipBlock: { cidr: string } }) => f.ipBlock.cidr), [...publicSubnets, "203.0.113.0/24", "198.51.100.0/24"]);
+        assert.deepEqual(rules[1].from.map((f: { ipBlock: { cidr: string } }) => f.ipBlock.cidr), [...publicSubnets, "100.24.0.0/16", "100.25.0.0/16"]);
         assert.deepEqual(rules[1].ports, [{ protocol: "TCP", port: 5000 }]);
         const privateSubnets = all(ev, "aws:ec2/subnet:Subnet").filter((s) => /-private-\d+$/.test(s.name)).map((s) => s.inputs.cidrBlock);
         for (const c of privateSubnets) assert.ok(!rules[1].from.some((f: { ipBlock: { cidr: string } }) => f.ipBlock.cidr === c), "pods and nodes live in the private subnets: never admitted wholesale");
@@ -241,7 +241,7 @@ describe("mlflow exposure", () => {
             "service.beta.kubernetes.io/aws-load-balancer-ssl-ports": "443",
             "service.beta.kubernetes.io/aws-load-balancer-ssl-negotiation-policy": "ELBSecurityPolicy-TLS13-1-2-2021-06",
             "service.beta.kubernetes.io/aws-load-balancer-backend-protocol": "tcp",
-            "service.beta.kubernetes.io/load-balancer-source-ranges": "203.0.113.0/24,198.51.100.0/24",
+            "service.beta.kubernetes.io/load-balancer-source-ranges": "100.24.0.0/16,100.25.0.0/16",
         });
         assert.deepEqual(v.corsAllowedOrigins, ["https://mlflow.dev.example.com"]);
         assert.ok(v.serverAllowedHosts.includes("mlflow.dev.example.com"));
@@ -264,7 +264,7 @@ describe("mlflow exposure", () => {
                 "alb.ingress.kubernetes.io/listen-ports": '[{"HTTP":80},{"HTTPS":443}]',
                 "alb.ingress.kubernetes.io/ssl-redirect": "443",
                 "alb.ingress.kubernetes.io/ssl-policy": "ELBSecurityPolicy-TLS13-1-2-2021-06",
-                "alb.ingress.kubernetes.io/inbound-cidrs": "203.0.113.0/24",
+                "alb.ingress.kubernetes.io/inbound-cidrs": "100.24.0.0/16",
             },
             hosts: [{ host: "mlflow.example.com", paths: [{ path: "/", pathType: "Prefix" }] }],
             tls: [],
@@ -300,9 +300,9 @@ describe("mlflow exposure", () => {
                 return (e as Error).message;
             }
         };
-        assert.match(problems({ exposure: "loadBalancer", host: "m.example.com", loadBalancerSourceRanges: ["203.0.113.0/24"] }), /- mlflow\.tlsCertificateArn: undefined is required with mlflow\.exposure loadBalancer/);
+        assert.match(problems({ exposure: "loadBalancer", host: "m.example.com", loadBalancerSourceRanges: ["100.24.0.0/16"] }), /- mlflow\.tlsCertificateArn: undefined is required with mlflow\.exposure loadBalancer/);
         assert.match(problems({ exposure: "loadBalancer", host: "m.example.com", tlsCertificateArn: CERT }), /- mlflow\.loadBalancerSourceRanges: \[\] must list the CIDRs/);
-        assert.match(problems({ exposure: "loadBalancer", tlsCertificateArn: CERT, loadBalancerSourceRanges: ["203.0.113.0/24"] }), /- mlflow\.host: undefined is required with mlflow\.exposure loadBalancer/);
+        assert.match(problems({ exposure: "loadBalancer", tlsCertificateArn: CERT, loadBalancerSourceRanges: ["100.24.0.0/16"] }), /- mlflow\.host: undefined is required with mlflow\.exposure loadBalancer/);
         assert.match(problems({ exposure: "ingress", host: "m.example.com", ingressClassName: "alb" }), /- mlflow\.exposure: "ingress" needs exactly one TLS setting/);
         assert.match(problems({ exposure: "ingress", host: "m.example.com", ingressClassName: "alb", tlsCertificateArn: CERT, ingressTlsSecretName: "t" }), /needs exactly one TLS setting/);
         assert.match(problems({ exposure: "ingress", host: "m.example.com", ingressTlsSecretName: "t" }), /- mlflow\.ingressClassName: undefined is required with mlflow\.exposure ingress/);
