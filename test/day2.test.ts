@@ -148,3 +148,34 @@ for (const name of STACKS) {
         });
     });
 }
+
+describe("turning MLflow login on in a stack that ran without it (dev: mlflow.auth false -> true)", () => {
+    const RELEASE = "kubernetes:helm.sh/v3:Release::mlflow-release";
+    it("adds the admin login and a ServiceMonitor that logs in, upgrades only the MLflow release, and touches no data", async () => {
+        const before = await stack("dev");
+        const after = await stack("dev", { "mlflow-platform:mlflow.auth": true });
+        const changes = changesBetween(before, after);
+        assert.deepEqual(changes.removed, []);
+        assert.deepEqual([...changes.added].sort(), [
+            "kubernetes:core/v1:Secret::mlflow-admin",
+            "kubernetes:monitoring.coreos.com/v1:ServiceMonitor::mlflow-servicemonitor",
+            "random:index/randomPassword:RandomPassword::mlflow-admin-password",
+        ]);
+        // The StatefulSet, its volume, the database Secrets, the role reconcile and the buckets are
+        // registered identically: nothing restarts PostgreSQL or replaces anything holding data.
+        assert.deepEqual([...changes.changed.keys()], [RELEASE]);
+        assert.deepEqual(changes.changed.get(RELEASE)!.options, ["dependsOn"]);
+        const release = one(after, "kubernetes:helm.sh/v3:Release", "mlflow-release");
+        assert.ok(release.dependsOn.includes("kubernetes:core/v1:Secret::mlflow-admin"), "the admin Secret exists before the pods read it");
+        assert.ok(release.dependsOn.includes("kubernetes:batch/v1:Job::postgres-roles-job"), "and the user store's database and grants before MLflow connects");
+        // The user store's database was there from the first up, whatever mlflow.auth said: the
+        // init script and the reconcile made it, and the backups already included it.
+        assert.equal(release.inputs.values.auth.postgres.database, "mlflow_auth");
+        const env = statefulSet(before).inputs.spec.template.spec.containers[0].env as { name: string; value?: string }[];
+        assert.equal(env.find((e) => e.name === "MLFLOW_AUTH_DB_NAME")?.value, "mlflow_auth");
+        assert.ok(validateConfig("dev", { region: "us-east-1" }).backup.databases.includes("mlflow_auth"));
+        // The pool is recomputed for the auth engine each worker opens, within max_connections.
+        assert.deepEqual(changes.changed.get(RELEASE)!.inputs.filter((p) => p.startsWith("values.extraEnvVars")).sort(),
+            ["values.extraEnvVars.MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW", "values.extraEnvVars.MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"]);
+    });
+});
