@@ -1,5 +1,5 @@
 // backup.*: logical backups, their verification, WAL archiving and point-in-time recovery.
-import { bool, int, isBinaryQuantity, isPgDuration, list, noUnknownKeys, oneOf, Problems, section, str } from "./checks";
+import { bool, explained, int, isBinaryQuantity, isPgDuration, list, noUnknownKeys, oneOf, Problems, section, str } from "./checks";
 import { cronMaxIntervalSeconds, cronProblem, timeZoneProblem } from "./cron";
 import { BackupConfig, BucketEncryption } from "./types";
 
@@ -10,24 +10,8 @@ export function backupConfig(p: Problems, raw: unknown): BackupConfig {
         "verifySchedule", "verifySuspended", "scratchSize", "awsCliImageTag", "lockTimeout", "statementTimeout",
         "archiveTimeoutSeconds", "recoveryWindowDays", "baseBackupSchedule",
     ]);
-    const cron = (key: string, v: unknown, def: string): string => {
-        if (v === undefined) return def;
-        const why = typeof v === "string" ? cronProblem(v) : "is not a string";
-        if (why) {
-            p.add(key, v, why);
-            return def;
-        }
-        return v as string;
-    };
-    const timeZone = (key: string, v: unknown, def: string): string => {
-        if (v === undefined) return def;
-        const why = typeof v === "string" ? timeZoneProblem(v) : "is not a string";
-        if (why) {
-            p.add(key, v, why);
-            return def;
-        }
-        return v as string;
-    };
+    const cron = (key: string, v: unknown, def: string) => explained(p, key, v, def, cronProblem);
+    const timeZone = (key: string, v: unknown, def: string) => explained(p, key, v, def, timeZoneProblem);
     const backup: BackupConfig = {
         schedule: cron("backup.schedule", b.schedule, "0 2 * * *"),
         timeZone: timeZone("backup.timeZone", b.timeZone, "Etc/UTC"),

@@ -75,6 +75,17 @@ export function str(p: Problems, key: string, v: unknown, def: string, test: (s:
     return v;
 }
 
+/** A string checked by a function that says why it is wrong (cron schedules, time zones), or undefined when it is right. */
+export function explained(p: Problems, key: string, v: unknown, def: string, problem: (s: string) => string | undefined): string {
+    if (v === undefined) return def;
+    const why = typeof v === "string" ? problem(v) : "is not a string";
+    if (why) {
+        p.add(key, v, why);
+        return def;
+    }
+    return v as string;
+}
+
 export function oneOf<T extends string>(p: Problems, key: string, v: unknown, def: T, values: readonly T[]): T {
     return str(p, key, v, def, (s) => (values as readonly string[]).includes(s), `is not one of ${values.join(", ")}`) as T;
 }
