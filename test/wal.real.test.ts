@@ -5,9 +5,10 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { spawnSync } from "node:child_process";
 import { gunzipSync } from "node:zlib";
 import { walArchiveSettings, WAL_PREFIX } from "../components/walArchive";
-import { assertNoLeftovers, awsEnvFor, makeTempDir, PG_MAJOR, sleep, startMoto, type S3Server } from "./support/realpg";
+import { assertNoLeftovers, awsEnvFor, makeTempDir, PG_MAJOR, run, sleep, startMoto, type S3Server } from "./support/realpg";
 import { initCluster, runAsPg, startArm, startRelay, waitFor, WAL_SCRIPTS, type Cluster, type Relay } from "./support/walpg";
 
 const BUCKET = "pg-wal-archive";
@@ -149,6 +150,52 @@ describe(`archive-wal.sh (real PostgreSQL ${PG_MAJOR} + moto S3)`, { concurrency
         assert.equal(noSse.status, 2);
         assert.match(noSse.lastLine, /missing required environment variable WAL_SSE/);
         fs.rmSync(dir, { recursive: true, force: true });
+    });
+
+    test("one request per segment, atomic against a second writer (If-None-Match); a CLI without conditional writes looks first", async () => {
+        // Run as this user, not postgres: the test's conditional-capable CLI (v1) lives under /root.
+        const dir = makeTempDir("walcond");
+        const calls = path.join(dir, "calls");
+        // Counts the CLI's starts (each ~0.4 s of CPU) and which operations they were.
+        const shim = (name: string, real: string) => {
+            const f = path.join(dir, name);
+            fs.writeFileSync(f, `#!/bin/bash\necho "${name} $*" >>${calls}\nexec ${real} "$@"\n`, { mode: 0o755 });
+            return f;
+        };
+        const v1 = shim("v1", spawnSync("bash", ["-c", "command -v aws"], { encoding: "utf8" }).stdout.trim());
+        const v2 = shim("v2", "/usr/bin/aws"); // Debian's CLI 2.9: no --if-none-match
+        const ops = () => { const l = fs.existsSync(calls) ? fs.readFileSync(calls, "utf8").trim().split("\n") : []; fs.rmSync(calls, { force: true }); return l.map((x) => { const w = x.split(" "); return `${w[0]} ${w[w.indexOf("s3api") + 1]}`; }); };
+        try {
+            for (const [cli, bin] of [["v1", v1], ["v2", v2]] as const) {
+                const tmp = makeTempDir(`walcond-${cli}`); // where the script remembers an old CLI
+                const env = { ...walEnv(s3.endpoint, `${WAL_PREFIX}-${cli}`), AWS_CLI: bin, TMPDIR: tmp };
+                const archive = (args: string[]) => run("bash", [archiveScript, ...args], { env });
+                const name = "0000000B00000000000000B1";
+                const file = path.join(dir, name);
+                fs.writeFileSync(file, Buffer.alloc(32 * 1024, 1));
+                const first = await archive([file, name]);
+                assert.equal(first.status, 0, first.stderr);
+                const again = await archive([file, name]);
+                assert.equal(again.status, 0, again.stderr);
+                assert.match(again.stderr, /already archived with the same sha256/);
+                const firstOps = ops();
+                fs.writeFileSync(file, Buffer.alloc(32 * 1024, 2));
+                const other = await archive([file, name]);
+                assert.equal(other.status, 1, other.stderr);
+                assert.match(other.lastLine, /exists with different content .*refusing to overwrite it/);
+                const otherOps = ops();
+                fs.rmSync(tmp, { recursive: true, force: true });
+                if (cli === "v1") {
+                    assert.deepEqual(firstOps, ["v1 put-object", "v1 put-object", "v1 head-object"], "new: one PUT; again: PUT refused (412), then HEAD compares");
+                    assert.deepEqual(otherOps, ["v1 put-object", "v1 head-object"]);
+                } else {
+                    assert.match(first.stderr, /no conditional write: this AWS CLI predates them/);
+                    assert.deepEqual(firstOps, ["v2 put-object", "v2 head-object", "v2 put-object", "v2 head-object"], "the CLI refuses --if-none-match once; then it is remembered");
+                    assert.deepEqual(otherOps, ["v2 head-object"]);
+                }
+                assert.deepEqual(gunzipSync(await s3.get(BUCKET, `${WAL_PREFIX}-${cli}/${name}.gz`)), Buffer.alloc(32 * 1024, 1), "the first file stays archived");
+            }
+        } finally { fs.rmSync(dir, { recursive: true, force: true }); }
     });
 
     test("S3 down: archiving fails and WAL is kept; when S3 is back it catches up with no gap; a foreign object blocks its name", async () => {

@@ -25,24 +25,56 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/archive-wal.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 SUM=$(sha256sum <"$SRC") && SUM=${SUM%% *}
 
-# Is something there already? HEAD needs s3:GetObject; a missing key reads as 404 (not 403)
-# because the role may list the bucket.
-if aws_ s3api head-object --bucket "$WAL_BUCKET" --key "$KEY" --query 'Metadata.sha256' --output text \
-     >"$WORK/head" 2>"$WORK/err"; then
-  THERE=$(<"$WORK/head")
-  if [[ "$THERE" == "$SUM" ]]; then
-    log "$NAME already archived with the same sha256 ($SUM): ok"
-    exit 0
-  fi
-  die 1 "s3://$WAL_BUCKET/$KEY exists with different content (sha256 ${THERE:-none}, ours $SUM): refusing to overwrite it"
-fi
-grep -qE '\(404\)|Not Found|NoSuchKey' "$WORK/err" \
-  || die 1 "cannot check s3://$WAL_BUCKET/$KEY: $(tr '\n' ' ' <"$WORK/err")"
-
 gzip -1 -c "$SRC" >"$WORK/wal.gz"
 SIZE=$(stat -c %s "$WORK/wal.gz")
-aws_ s3api put-object --bucket "$WAL_BUCKET" --key "$KEY" --body "$WORK/wal.gz" \
-    --content-type application/gzip --metadata "sha256=$SUM" "${SSE[@]}" \
-    --checksum-algorithm SHA256 >/dev/null 2>"$WORK/err" \
-  || die 1 "upload of $NAME to s3://$WAL_BUCKET/$KEY failed: $(tr '\n' ' ' <"$WORK/err")"
-log "archived $NAME bytes=$SIZE seconds=$(since "$T0")"
+
+# put_wal [ARGS...]: PutObject of the compressed file; the CLI's stderr in $WORK/err.
+put_wal() {
+  aws_ s3api put-object --bucket "$WAL_BUCKET" --key "$KEY" --body "$WORK/wal.gz" \
+      --content-type application/gzip --metadata "sha256=$SUM" "${SSE[@]}" \
+      --checksum-algorithm SHA256 "$@" >/dev/null 2>"$WORK/err"
+}
+
+# settle_existing: exits 0 when the object under the name is this file, fails when it is another;
+# returns 1 when there is none. HEAD needs s3:GetObject; a missing key reads as 404 (not 403)
+# because the role may list the bucket.
+settle_existing() {
+  if aws_ s3api head-object --bucket "$WAL_BUCKET" --key "$KEY" --query 'Metadata.sha256' --output text \
+       >"$WORK/head" 2>"$WORK/head.err"; then
+    local there
+    there=$(<"$WORK/head")
+    if [[ "$there" == "$SUM" ]]; then
+      log "$NAME already archived with the same sha256 ($SUM): ok"
+      exit 0
+    fi
+    die 1 "s3://$WAL_BUCKET/$KEY exists with different content (sha256 ${there:-none}, ours $SUM): refusing to overwrite it"
+  fi
+  grep -qE '\(404\)|Not Found|NoSuchKey' "$WORK/head.err" \
+    || die 1 "cannot check s3://$WAL_BUCKET/$KEY: $(tr '\n' ' ' <"$WORK/head.err")"
+  return 1
+}
+
+# A CLI without conditional writes (before 2024) is remembered, by its path, for the life of the
+# container: every later segment then costs one CLI start (~0.4 s of CPU) fewer.
+cli=$(command -v "${AWS_CLI:-aws}" || true)
+OLD_CLI_MARK="${TMPDIR:-/tmp}/.archive-wal-no-if-none-match.$(printf '%s' "$cli" | sha256sum | cut -c1-16)"
+if [[ ! -e "$OLD_CLI_MARK" ]]; then
+  # One request in the common case: the name is created only if it is free (If-None-Match), so no
+  # two writers can both succeed and nothing is ever overwritten; a taken name is then compared.
+  if put_wal --if-none-match '*'; then
+    log "archived $NAME bytes=$SIZE seconds=$(since "$T0")"
+    exit 0
+  fi
+  if grep -qE 'PreconditionFailed|\(412\)' "$WORK/err"; then
+    settle_existing || die 1 "s3://$WAL_BUCKET/$KEY was taken, then gone again: will retry"
+  fi
+  # ConditionalRequestConflict (409): another conditional write of this name was in flight; PostgreSQL retries.
+  grep -qE 'Unknown options?:.*--if-none-match' "$WORK/err" \
+    || die 1 "upload of $NAME to s3://$WAL_BUCKET/$KEY failed: $(tr '\n' ' ' <"$WORK/err")"
+  : >"$OLD_CLI_MARK" 2>/dev/null || true
+fi
+# Look, then write. Two writers racing could both pass the look; versioning keeps the version the
+# second one replaced.
+settle_existing || true
+put_wal || die 1 "upload of $NAME to s3://$WAL_BUCKET/$KEY failed: $(tr '\n' ' ' <"$WORK/err")"
+log "archived $NAME bytes=$SIZE seconds=$(since "$T0") (no conditional write: this AWS CLI predates them)"
