@@ -27,6 +27,8 @@ if [[ -x "$BIN/postgres" ]] && "$BIN/postgres" --version >/dev/null 2>&1; then
   exit 0
 fi
 ((EUID == 0)) || { echo "debian-postgres: needs root (debootstrap)" >&2; exit 1; }
+# The loader and library paths below are x86_64's.
+[[ "$(dpkg --print-architecture)" == amd64 ]] || { echo "debian-postgres: only amd64 hosts are supported" >&2; exit 1; }
 need=()
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v patchelf >/dev/null || need+=(patchelf)

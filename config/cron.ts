@@ -47,8 +47,9 @@ function parseInt10(expr: string, field: Field): number {
 }
 
 function parseIntOrName(expr: string, field: Field): number {
-    const named = field.names?.[expr.toLowerCase()];
-    return named ?? parseInt10(expr, field);
+    // Own keys only: "constructor" is not a month.
+    const key = expr.toLowerCase();
+    return field.names && Object.hasOwn(field.names, key) ? field.names[key] : parseInt10(expr, field);
 }
 
 function parseRange(expr: string, field: Field, into: ParsedField): void {
@@ -112,17 +113,20 @@ const DESCRIPTOR_FIELDS: Record<string, string> = {
 /** The five fields of a schedule robfig would accept, or the seconds between runs of @every. */
 function parseSchedule(schedule: string): ParsedField[] | number {
     if (schedule.includes("TZ")) throw new CronError("must not set a time zone in the schedule (use timeZone)");
-    const spec = schedule.trim();
-    if (spec.startsWith("@every ")) {
-        const d = spec.slice("@every ".length).trim();
-        if (!GO_DURATION.test(d)) throw new CronError(`has an @every duration "${d}" that is not a Go duration (e.g. 1h30m)`);
-        // robfig's Every: whole seconds, at least one.
-        return Math.max(1, Math.floor(goDurationSeconds(d)));
+    let fields: string[];
+    // Descriptors as robfig matches them: only at the very start, exactly, the duration as written.
+    if (schedule.startsWith("@")) {
+        if (schedule.startsWith("@every ")) {
+            const d = schedule.slice("@every ".length);
+            if (!GO_DURATION.test(d)) throw new CronError(`has an @every duration "${d}" that is not a Go duration (e.g. 1h30m)`);
+            // robfig's Every: whole seconds, at least one.
+            return Math.max(1, Math.floor(goDurationSeconds(d)));
+        }
+        if (!DESCRIPTORS.includes(schedule)) throw new CronError(`is not a recognized descriptor (${DESCRIPTORS.join(", ")}, @every <duration>)`);
+        fields = DESCRIPTOR_FIELDS[schedule].split(" ");
+    } else {
+        fields = schedule.split(/\s+/).filter((f) => f !== "");
     }
-    if (spec.startsWith("@") && !DESCRIPTORS.includes(spec)) {
-        throw new CronError(`is not a recognized descriptor (${DESCRIPTORS.join(", ")}, @every <duration>)`);
-    }
-    const fields = (DESCRIPTOR_FIELDS[spec] ?? spec).split(/\s+/).filter((f) => f !== "");
     if (fields.length !== 5) throw new CronError(`has ${fields.length} fields; expected exactly 5 (minute hour day-of-month month day-of-week)`);
     try {
         return fields.map((f, i) => parseField(f, FIELDS[i]));

@@ -560,6 +560,23 @@ describe(`backup.sh / restore.sh / verify.sh (real PostgreSQL ${PG_MAJOR} + moto
         } finally { fs.rmSync(dir, { recursive: true, force: true }); }
       });
 
+      test("a failed check leaves no S3 request running (the latest.json read beside it is stopped)", async () => {
+        const realAws = spawnSync("bash", ["-c", "command -v aws"], { encoding: "utf8" }).stdout.trim();
+        const tag = `slow-latest-${process.pid}`;
+        const fake = shims("fault-list", { aws: [
+          `[[ "$1 $2" == "s3api get-object" && " $* " == *" postgres/latest.json "* ]] && exec -a ${tag} sleep 45`,
+          'if [[ "$1 $2" == "s3api list-objects-v2" ]]; then echo "simulated: LIST refused" >&2; exit 1; fi',
+          `exec ${realAws} "$@"`] });
+        try {
+          const r = await script("backup.sh", backupEnv({ BACKUP_RUN_ID: "fault-list", PATH: fake.path }));
+          await assertFailedCleanly(r, "fault-list", /cannot list the run's objects under postgres\/runs\/fault-list\/: simulated: LIST refused$/);
+          assert.equal(spawnSync("pgrep", ["-f", tag], { encoding: "utf8" }).stdout.trim(), "", "the latest.json read outlived the run");
+        } finally {
+          spawnSync("pkill", ["-f", tag]);
+          fs.rmSync(fake.dir, { recursive: true, force: true });
+        }
+      });
+
       test("S3 holds different bytes than were streamed: no manifest, the run's objects are deleted", async () => {
         const dir = makeTempDir("fault-size");
         const realAws = spawnSync("bash", ["-c", "command -v aws"], { encoding: "utf8" }).stdout.trim();

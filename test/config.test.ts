@@ -182,6 +182,12 @@ describe("config: cron schedules as Kubernetes parses them", () => {
             ["0 0 2 * * *", /has 6 fields/],
             ["@Daily", /not a recognized descriptor/],
             ["@every soon", /not a Go duration/],
+            // robfig matches descriptors on the raw string, and names are months and days only.
+            ["@daily ", /not a recognized descriptor/],
+            [" @daily", /has 1 fields/],
+            ["@every  1h", /not a Go duration/],
+            ["0 0 * constructor *", /month: failed to parse int from "constructor"/],
+            ["0 0 * * __proto__", /day of week: failed to parse int/],
             ["TZ=UTC 0 2 * * *", /use timeZone/],
         ];
         for (const [bad, why] of cases) assert.match(cronProblem(bad) ?? "accepted", why, bad);

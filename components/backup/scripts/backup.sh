@@ -78,16 +78,21 @@ s3_put() {
 put_refused() { grep -qE 'PreconditionFailed|\(412\)|ConditionalRequestConflict|NoSuchKey' "$WORK/put.err"; }
 no_conditional_cli() { grep -qE 'Unknown options?:.*--if-(none-)?match' "$WORK/put.err"; }
 
-# read_latest: latest.json's body ($WORK/latest.cur) and ETag ($WORK/latest.etag);
-# $WORK/latest.rc is 0 (read), 1 (error) or 2 (no latest.json yet).
-read_latest() {
-  local rc=0
+# start_reading_latest / read_latest_done: latest.json's body ($WORK/latest.cur) and ETag
+# ($WORK/latest.etag), read by the CLI in the background (itself a job, so cleanup's kill reaches
+# it); LATEST_RC is then 0 (read), 1 (error) or 2 (no latest.json yet).
+start_reading_latest() {
   rm -f "$WORK/latest.cur"
   aws s3api get-object --bucket "$BACKUP_BUCKET" --key "$LATEST_KEY" --query ETag --output text \
-    "$WORK/latest.cur" >"$WORK/latest.etag" 2>"$WORK/latest.err" || rc=1
-  if ((rc == 1)) && grep -qE 'NoSuchKey|Not Found|\(404\)' "$WORK/latest.err"; then rc=2; fi
-  echo "$rc" >"$WORK/latest.rc"
+    "$WORK/latest.cur" >"$WORK/latest.etag" 2>"$WORK/latest.err" &
+  LATEST_READER=$!
 }
+read_latest_done() {
+  LATEST_RC=0
+  wait "$LATEST_READER" || LATEST_RC=1
+  if ((LATEST_RC == 1)) && grep -qE 'NoSuchKey|Not Found|\(404\)' "$WORK/latest.err"; then LATEST_RC=2; fi
+}
+read_latest() { start_reading_latest; read_latest_done; }
 
 # --- connect ---------------------------------------------------------------------------
 t=$(now_us)
@@ -252,8 +257,7 @@ done
 # dump competes with pg_dump for CPU, and the conditional write at the end
 # proves latest.json did not change since (or reads it again).
 t=$(now_us)
-read_latest &
-LATEST_READER=$!
+start_reading_latest
 got=$(aws s3api list-objects-v2 --bucket "$BACKUP_BUCKET" --prefix "$FINAL/" \
   --query 'Contents[].{k: Key, n: Size}' --output json 2>"$WORK/err") \
   || die 1 "cannot list the run's objects under $FINAL/: $(err_of "$WORK/err")"
@@ -272,7 +276,7 @@ SQL
 log "step=check objects=${#STREAMED_JSON[@]} seconds=$(since "$t")"
 
 t=$(now_us)
-wait "$LATEST_READER" || true
+read_latest_done
 TOOLS=$(printf '{"pg_dump": %s, "pg_dumpall": %s, "aws": %s}' \
   "$(json_str "$(pg_dump --version)")" "$(json_str "$(pg_dumpall --version)")" \
   "$(json_str "$AWS_VERSION")")
@@ -309,7 +313,7 @@ SQL
 }
 LATEST_MSG=""
 for attempt in 1 2 3 4 5; do
-  rc=$(cat "$WORK/latest.rc" 2>/dev/null || echo 1)
+  rc=$LATEST_RC
   ((rc != 1)) || die 1 "run $RUN_ID is complete but latest.json was not updated: cannot read it: $(err_of "$WORK/latest.err")"
   cond=()
   if ((rc == 0)); then
@@ -325,7 +329,7 @@ for attempt in 1 2 3 4 5; do
     # Without conditional writes: read back; a run that overwrote us with an
     # older snapshot in between is overwritten again on the next round.
     read_latest
-    if [[ "$(<"$WORK/latest.rc")" == 0 ]] && cmp -s "$WORK/latest.cur" "$WORK/latest.json"; then LATEST_MSG="latest.json -> $RUN_ID"; break; fi
+    if ((LATEST_RC == 0)) && cmp -s "$WORK/latest.cur" "$WORK/latest.json"; then LATEST_MSG="latest.json -> $RUN_ID"; break; fi
     continue
   fi
   put_refused || die 1 "run $RUN_ID is complete but latest.json was not updated: $(err_of "$WORK/put.err")"
