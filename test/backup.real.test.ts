@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { spawn, spawnSync } from "node:child_process";
 import {
-  assertNoLeftovers, BACKUP_PW, freePort, initDbEnv, makeTempDir, MLFLOW_PW, PG_BIN, PG_MAJOR, REPO, run,
+  assertNoLeftovers, BACKUP_PW, freePort, initDbEnv, makeTempDir, MLFLOW_PW, PG_BIN, PG_MAJOR, REAL_AWS, REPO, run,
   sleep, sourceInitDb, startMoto, startPg, type PgServer, type RunResult, type S3Server,
 } from "./support/realpg";
 
@@ -547,13 +547,12 @@ describe(`backup.sh / restore.sh / verify.sh (real PostgreSQL ${PG_MAJOR} + moto
 
       test("upload fails mid-stream", async () => {
         const dir = makeTempDir("fault-up");
-        const realAws = spawnSync("bash", ["-c", "command -v aws"], { encoding: "utf8" }).stdout.trim();
         fs.writeFileSync(path.join(dir, "aws"), [
           "#!/bin/bash",
           'if [[ "$1 $2 $3" == "s3 cp -" && "$4" == *.dump ]]; then',
           "  head -c 30000 >/dev/null; echo 'simulated: connection reset during upload' >&2; exit 1",
           "fi",
-          `exec ${realAws} "$@"`, ""].join("\n"), { mode: 0o755 });
+          `exec ${REAL_AWS} "$@"`, ""].join("\n"), { mode: 0o755 });
         try {
           const r = await script("backup.sh", backupEnv({ BACKUP_RUN_ID: "fault-up", PATH: `${dir}:${process.env.PATH}` }));
           await assertFailedCleanly(r, "fault-up", /stream of postgres\/runs\/fault-up\/mlflow\.dump failed \(pg_dump=\d+ tee=\d+ aws-upload=1 /);
@@ -561,12 +560,11 @@ describe(`backup.sh / restore.sh / verify.sh (real PostgreSQL ${PG_MAJOR} + moto
       });
 
       test("a failed check leaves no S3 request running (the latest.json read beside it is stopped)", async () => {
-        const realAws = spawnSync("bash", ["-c", "command -v aws"], { encoding: "utf8" }).stdout.trim();
         const tag = `slow-latest-${process.pid}`;
         const fake = shims("fault-list", { aws: [
           `[[ "$1 $2" == "s3api get-object" && " $* " == *" postgres/latest.json "* ]] && exec -a ${tag} sleep 45`,
           'if [[ "$1 $2" == "s3api list-objects-v2" ]]; then echo "simulated: LIST refused" >&2; exit 1; fi',
-          `exec ${realAws} "$@"`] });
+          `exec ${REAL_AWS} "$@"`] });
         try {
           const r = await script("backup.sh", backupEnv({ BACKUP_RUN_ID: "fault-list", PATH: fake.path }));
           await assertFailedCleanly(r, "fault-list", /cannot list the run's objects under postgres\/runs\/fault-list\/: simulated: LIST refused$/);
@@ -579,14 +577,13 @@ describe(`backup.sh / restore.sh / verify.sh (real PostgreSQL ${PG_MAJOR} + moto
 
       test("S3 holds different bytes than were streamed: no manifest, the run's objects are deleted", async () => {
         const dir = makeTempDir("fault-size");
-        const realAws = spawnSync("bash", ["-c", "command -v aws"], { encoding: "utf8" }).stdout.trim();
         // The LIST that checks the run's objects reports every size with a leading 1.
         fs.writeFileSync(path.join(dir, "aws"), [
           "#!/bin/bash",
           'if [[ "$1 $2" == "s3api list-objects-v2" ]]; then',
-          `  set -o pipefail; ${realAws} "$@" | sed -E 's/"n": ([0-9]+)/"n": 1\\1/'; exit`,
+          `  set -o pipefail; ${REAL_AWS} "$@" | sed -E 's/"n": ([0-9]+)/"n": 1\\1/'; exit`,
           "fi",
-          `exec ${realAws} "$@"`, ""].join("\n"), { mode: 0o755 });
+          `exec ${REAL_AWS} "$@"`, ""].join("\n"), { mode: 0o755 });
         try {
           const r = await script("backup.sh", backupEnv({ BACKUP_RUN_ID: "fault-size", PATH: `${dir}:${process.env.PATH}` }));
           await assertFailedCleanly(r, "fault-size", /objects in S3 differ from what was streamed: postgres\/runs\/fault-size\/globals\.sql has 1(\d+) bytes, expected \1 bytes; postgres\/runs\/fault-size\/mlflow\.dump has 1(\d+) bytes, expected \2 bytes$/);

@@ -5,10 +5,9 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { spawnSync } from "node:child_process";
 import { gunzipSync } from "node:zlib";
 import { walArchiveSettings, WAL_PREFIX } from "../components/walArchive";
-import { assertNoLeftovers, awsEnvFor, makeTempDir, PG_MAJOR, run, sleep, startMoto, type S3Server } from "./support/realpg";
+import { assertNoLeftovers, awsEnvFor, makeTempDir, PG_MAJOR, REAL_AWS, run, sleep, startMoto, type S3Server } from "./support/realpg";
 import { initCluster, runAsPg, startArm, startRelay, waitFor, WAL_SCRIPTS, type Cluster, type Relay } from "./support/walpg";
 
 const BUCKET = "pg-wal-archive";
@@ -162,11 +161,10 @@ describe(`archive-wal.sh (real PostgreSQL ${PG_MAJOR} + moto S3)`, { concurrency
             fs.writeFileSync(f, `#!/bin/bash\necho "${name} $*" >>${calls}\n${before}exec ${real} "$@"\n`, { mode: 0o755 });
             return f;
         };
-        const realV1 = spawnSync("bash", ["-c", "command -v aws"], { encoding: "utf8" }).stdout.trim();
-        const v1 = shim("v1", realV1);
+        const v1 = shim("v1", REAL_AWS);
         const v2 = shim("v2", "/usr/bin/aws"); // Debian's CLI 2.9: no --if-none-match
         // An S3-compatible store that does not implement conditional writes answers 501.
-        const noimpl = shim("noimpl", realV1, `[[ " $* " == *" --if-none-match "* ]] && { echo "An error occurred (NotImplemented) when calling the PutObject operation: A header you provided implies functionality that is not implemented" >&2; exit 254; }\n`);
+        const noimpl = shim("noimpl", REAL_AWS, `[[ " $* " == *" --if-none-match "* ]] && { echo "An error occurred (NotImplemented) when calling the PutObject operation: A header you provided implies functionality that is not implemented" >&2; exit 254; }\n`);
         const ops = () => { const l = fs.existsSync(calls) ? fs.readFileSync(calls, "utf8").trim().split("\n") : []; fs.rmSync(calls, { force: true }); return l.map((x) => { const w = x.split(" "); return `${w[0]} ${w[w.indexOf("s3api") + 1]}`; }); };
         try {
             for (const [cli, bin] of [["v1", v1], ["v2", v2], ["noimpl", noimpl]] as const) {

@@ -15,6 +15,8 @@ export const PG_BIN = spawnSync("pg_config", ["--bindir"], { encoding: "utf8" })
 /** Major version of the PostgreSQL under test (the platform deploys 17; CI has 15). */
 export const PG_MAJOR = Number(/\) (\d+)/.exec(spawnSync(path.join(PG_BIN, "postgres"), ["--version"], { encoding: "utf8" }).stdout)?.[1]);
 export const IS_ROOT = process.getuid?.() === 0;
+/** The AWS CLI the tests find on PATH (CLI v1 under pyenv here), for shims that wrap it. */
+export const REAL_AWS = spawnSync("bash", ["-c", "command -v aws"], { encoding: "utf8" }).stdout.trim();
 const PG_USER_IDS = (() => {
   const r = spawnSync("id", ["-u", "postgres"], { encoding: "utf8" });
   const g = spawnSync("id", ["-g", "postgres"], { encoding: "utf8" });
