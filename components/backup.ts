@@ -1,45 +1,21 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as path from "path";
-import { BackupBucket } from "./backupStore";
 import { quantityBytes } from "../config";
 import { IrsaRole } from "./irsaRole";
 import { PrefixExpiration } from "./secureBucket";
 import { shellScripts } from "./assets";
-import { AWS_CLI_DIR, scriptCronJob, ScriptCronJobArgs, scratchVolume } from "./scriptJobs";
+import { AWS_CLI_DIR, DatabaseJobsArgs, scriptCronJob, ScriptCronJobArgs, scratchVolume } from "./scriptJobs";
 
-export interface BackupArgs {
-    /** The bucket the dumps go to (a BackupStore, built before the database). */
-    bucket: BackupBucket;
-    /** The database's namespace: the jobs run beside it and read its Secrets. */
-    namespace: pulumi.Input<string>;
-    /** Where pg_dump connects: the primary's DNS name and port. */
-    postgresHost: pulumi.Input<string>;
-    postgresPort: pulumi.Input<number>;
-    /** Same image as the server, so pg_dump and pg_restore match its major version. */
-    postgresImage: string;
+/** Logical backups: the dumps go to `bucket` (a BackupStore, built before the database). */
+export interface BackupArgs extends DatabaseJobsArgs {
     postgresMajorVersion: number;
     /** Secret (username, password) of the read-only backup role. */
     backupSecretName: pulumi.Input<string>;
     /** Secret (username, password) of the superuser, for restores. */
     superuserSecretName: pulumi.Input<string>;
-    /**
-     * StorageClass for the restore and verify jobs' ephemeral scratch volumes: reclaim policy
-     * Delete, or every run leaves a released EBS volume behind.
-     */
-    scratchStorageClassName: pulumi.Input<string>;
-    oidcProviderArn: pulumi.Input<string>;
-    oidcIssuer: pulumi.Input<string>;
-    region: string;
     schedule: string;
-    timeZone: string;
     databases: string[];
-    encryption: "aws:kms" | "AES256";
-    verifySchedule: string;
-    verifySuspended: boolean;
-    /** Scratch space for a restore: the downloaded dump plus the restored database in verify. */
-    scratchSize: string;
-    awsCliImageTag: string;
     /** The database volume's size (a quantity): the backup container's memory is sized from it. */
     databaseStorageSize: string;
     /** PostgreSQL durations for every session the scripts open (README "Backups"). */

@@ -1,13 +1,12 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { BackupBucket } from "./backupStore";
 import { cronMaxIntervalSeconds } from "../config/cron";
 import { IrsaRole } from "./irsaRole";
 import { DATA_CLAIM_NAME, roleSecretName } from "./postgres";
 import {
     archiveEnv, BASE_BACKUP_PREFIX, REPLICATION_ROLE, WAL_PREFIX, WAL_SCRIPTS_CONFIGMAP, WAL_SCRIPTS_MOUNT,
 } from "./walArchive";
-import { scriptCronJob, ScriptCronJobArgs, scratchVolume } from "./scriptJobs";
+import { DatabaseJobsArgs, scriptCronJob, ScriptCronJobArgs, scratchVolume } from "./scriptJobs";
 
 export const BASE_BACKUP_SERVICE_ACCOUNT = "postgres-basebackup";
 export const PITR_SERVICE_ACCOUNT = "postgres-pitr";
@@ -48,25 +47,8 @@ export function pitrRestorePolicy(bucketArn: string, kmsKeyArn?: string): string
     });
 }
 
-export interface PointInTimeRecoveryArgs {
-    bucket: BackupBucket;
-    /** The database's namespace (the Postgres component's output: the jobs wait for it). */
-    namespace: pulumi.Input<string>;
-    postgresHost: pulumi.Input<string>;
-    postgresPort: pulumi.Input<number>;
-    /** The server's image: pg_basebackup and the restoring server match its major version. */
-    postgresImage: string;
-    encryption: "aws:kms" | "AES256";
-    region: string;
-    awsCliImageTag: string;
-    oidcProviderArn: pulumi.Input<string>;
-    oidcIssuer: pulumi.Input<string>;
+export interface PointInTimeRecoveryArgs extends DatabaseJobsArgs {
     baseBackupSchedule: string;
-    verifySchedule: string;
-    verifySuspended: boolean;
-    timeZone: string;
-    scratchStorageClassName: pulumi.Input<string>;
-    scratchSize: string;
 }
 
 /**

@@ -4,6 +4,7 @@
 // reaches every job.
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import { BackupBucket } from "./backupStore";
 
 /** Where the AWS CLI v2 image keeps its installation, and where the jobs mount their copy of it. */
 export const AWS_CLI_DIR = "/usr/local/aws-cli";
@@ -46,6 +47,37 @@ export function scratchVolume(storageClassName: pulumi.Input<string>, size: stri
             },
         },
     };
+}
+
+/**
+ * What every family of script jobs against the database and the backup bucket (logical backups,
+ * base backups and PITR) is given: where PostgreSQL and the bucket are, the images, the IRSA
+ * provider, the verify schedule and the scratch space a restore needs.
+ */
+export interface DatabaseJobsArgs {
+    bucket: BackupBucket;
+    /** The database's namespace: the jobs run beside it and read its Secrets (the Postgres component's output, so they wait for it). */
+    namespace: pulumi.Input<string>;
+    /** Where the jobs connect: the primary's DNS name and port. */
+    postgresHost: pulumi.Input<string>;
+    postgresPort: pulumi.Input<number>;
+    /** The server's image, so the client tools (and a restoring server) match its major version. */
+    postgresImage: string;
+    encryption: "aws:kms" | "AES256";
+    region: string;
+    awsCliImageTag: string;
+    oidcProviderArn: pulumi.Input<string>;
+    oidcIssuer: pulumi.Input<string>;
+    timeZone: string;
+    verifySchedule: string;
+    verifySuspended: boolean;
+    /**
+     * StorageClass for the restore and verify jobs' ephemeral scratch volumes: reclaim policy
+     * Delete, or every run leaves a released EBS volume behind.
+     */
+    scratchStorageClassName: pulumi.Input<string>;
+    /** Scratch space for a restore: what it downloads plus the restored database in verify. */
+    scratchSize: string;
 }
 
 export interface ScriptCronJobArgs {
