@@ -2,10 +2,9 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as path from "path";
 import { quantityBytes } from "../config";
-import { IrsaRole } from "./irsaRole";
 import { PrefixExpiration } from "./secureBucket";
 import { shellScripts } from "./assets";
-import { AWS_CLI_DIR, DatabaseJobsArgs, scriptCronJob, ScriptCronJobArgs, scratchVolume } from "./scriptJobs";
+import { AWS_CLI_DIR, bucketJobAccount, DatabaseJobsArgs, scriptCronJob, ScriptCronJobArgs, scratchVolume } from "./scriptJobs";
 
 /** Logical backups: the dumps go to `bucket` (a BackupStore, built before the database). */
 export interface BackupArgs extends DatabaseJobsArgs {
@@ -121,29 +120,10 @@ export class Backup extends pulumi.ComponentResource {
         super("platform:index:Backup", name, {}, opts);
 
         const bucket = args.bucket;
-        const keyArn = bucket.kmsKeyArn ?? pulumi.output(undefined);
-        const role = (suffix: string, serviceAccountName: string, policy: (b: string, k?: string) => string) =>
-            new IrsaRole(`${name}-${suffix}`, {
-                oidcProviderArn: args.oidcProviderArn,
-                oidcIssuer: args.oidcIssuer,
-                namespace: args.namespace,
-                serviceAccountName,
-                policy: pulumi.all([bucket.bucketArn, keyArn]).apply(([b, k]) => policy(b, k)),
-            }, { parent: this });
-        const backupRole = role("backup", BACKUP_SERVICE_ACCOUNT, backupPolicy);
-        const restoreRole = role("restore", RESTORE_SERVICE_ACCOUNT, restorePolicy);
-
-        const serviceAccount = (saName: string, roleArn: pulumi.Output<string>) => new k8s.core.v1.ServiceAccount(`${name}-${saName}`, {
-            metadata: {
-                // Fixed: the IAM role's trust policy names exactly this ServiceAccount.
-                name: saName,
-                namespace: args.namespace,
-                annotations: { "eks.amazonaws.com/role-arn": roleArn },
-            },
-            automountServiceAccountToken: false,
-        }, { parent: this });
-        const backupSa = serviceAccount(BACKUP_SERVICE_ACCOUNT, backupRole.roleArn);
-        const restoreSa = serviceAccount(RESTORE_SERVICE_ACCOUNT, restoreRole.roleArn);
+        const account = (suffix: string, saName: string, policy: (b: string, k?: string) => string) =>
+            bucketJobAccount(this, args, { role: `${name}-${suffix}`, serviceAccount: `${name}-${saName}` }, saName, policy);
+        const { role: backupRole, serviceAccount: backupSa } = account("backup", BACKUP_SERVICE_ACCOUNT, backupPolicy);
+        const { role: restoreRole, serviceAccount: restoreSa } = account("restore", RESTORE_SERVICE_ACCOUNT, restorePolicy);
 
         const scripts = new k8s.core.v1.ConfigMap(`${name}-scripts`, {
             metadata: { namespace: args.namespace },

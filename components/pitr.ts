@@ -1,12 +1,11 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { cronMaxIntervalSeconds } from "../config/cron";
-import { IrsaRole } from "./irsaRole";
 import { DATA_CLAIM_NAME, roleSecretName } from "./postgres";
 import {
     archiveEnv, BASE_BACKUP_PREFIX, REPLICATION_ROLE, WAL_PREFIX, WAL_SCRIPTS_CONFIGMAP, WAL_SCRIPTS_MOUNT,
 } from "./walArchive";
-import { DatabaseJobsArgs, scriptCronJob, ScriptCronJobArgs, scratchVolume } from "./scriptJobs";
+import { bucketJobAccount, DatabaseJobsArgs, scriptCronJob, ScriptCronJobArgs, scratchVolume } from "./scriptJobs";
 
 export const BASE_BACKUP_SERVICE_ACCOUNT = "postgres-basebackup";
 export const PITR_SERVICE_ACCOUNT = "postgres-pitr";
@@ -64,21 +63,8 @@ export class PointInTimeRecovery extends pulumi.ComponentResource {
     constructor(name: string, args: PointInTimeRecoveryArgs, opts?: pulumi.ComponentResourceOptions) {
         super("platform:index:PointInTimeRecovery", name, {}, opts);
 
-        const keyArn = args.bucket.kmsKeyArn ?? pulumi.output(undefined);
-        const account = (suffix: string, saName: string, policy: (b: string, k?: string) => string) => {
-            const role = new IrsaRole(`${name}-${suffix}`, {
-                oidcProviderArn: args.oidcProviderArn,
-                oidcIssuer: args.oidcIssuer,
-                namespace: args.namespace,
-                serviceAccountName: saName,
-                policy: pulumi.all([args.bucket.bucketArn, keyArn]).apply(([b, k]) => policy(b, k)),
-            }, { parent: this });
-            return new k8s.core.v1.ServiceAccount(`${name}-${suffix}`, {
-                // Fixed: the IAM role's trust policy names exactly this ServiceAccount.
-                metadata: { name: saName, namespace: args.namespace, annotations: { "eks.amazonaws.com/role-arn": role.roleArn } },
-                automountServiceAccountToken: false,
-            }, { parent: this });
-        };
+        const account = (suffix: string, saName: string, policy: (b: string, k?: string) => string) =>
+            bucketJobAccount(this, args, { role: `${name}-${suffix}`, serviceAccount: `${name}-${suffix}` }, saName, policy).serviceAccount;
         const baseBackupSa = account("basebackup", BASE_BACKUP_SERVICE_ACCOUNT, baseBackupPolicy);
         const pitrSa = account("restore", PITR_SERVICE_ACCOUNT, pitrRestorePolicy);
 

@@ -5,6 +5,7 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { BackupBucket } from "./backupStore";
+import { IrsaRole } from "./irsaRole";
 
 /** Where the AWS CLI v2 image keeps its installation, and where the jobs mount their copy of it. */
 export const AWS_CLI_DIR = "/usr/local/aws-cli";
@@ -78,6 +79,30 @@ export interface DatabaseJobsArgs {
     scratchStorageClassName: pulumi.Input<string>;
     /** Scratch space for a restore: what it downloads plus the restored database in verify. */
     scratchSize: string;
+}
+
+/**
+ * A job family's AWS identity: an IRSA role whose policy (built from the bucket's ARN and KMS key)
+ * is `policy`, and the ServiceAccount its trust policy names. `names` are the two resources'
+ * Pulumi names, kept as each component first registered them (a new name would replace them).
+ */
+export function bucketJobAccount(
+    parent: pulumi.Resource, args: DatabaseJobsArgs, names: { role: string; serviceAccount: string },
+    serviceAccountName: string, policy: (bucketArn: string, kmsKeyArn?: string) => string,
+): { role: IrsaRole; serviceAccount: k8s.core.v1.ServiceAccount } {
+    const role = new IrsaRole(names.role, {
+        oidcProviderArn: args.oidcProviderArn,
+        oidcIssuer: args.oidcIssuer,
+        namespace: args.namespace,
+        serviceAccountName,
+        policy: pulumi.all([args.bucket.bucketArn, args.bucket.kmsKeyArn ?? pulumi.output(undefined)]).apply(([b, k]) => policy(b, k)),
+    }, { parent });
+    const serviceAccount = new k8s.core.v1.ServiceAccount(names.serviceAccount, {
+        // Fixed: the IAM role's trust policy names exactly this ServiceAccount.
+        metadata: { name: serviceAccountName, namespace: args.namespace, annotations: { "eks.amazonaws.com/role-arn": role.roleArn } },
+        automountServiceAccountToken: false,
+    }, { parent });
+    return { role, serviceAccount };
 }
 
 export interface ScriptCronJobArgs {
